@@ -1,0 +1,244 @@
+"""The API client and the shared token, against httpx.MockTransport."""
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable
+
+import httpx
+import pytest
+
+from batch.api import CommerceLayer, payment_document
+from batch.auth import BearerAuth, TokenProvider, environment_of
+from batch.config import ApiConfig, Secret
+from batch.errors import AuthRefusedError
+from batch.policy import Outcome
+from batch.ratelimit import RateLimiter, Window
+from batch.rows import InputRow
+
+BASE = "https://demo.commercelayer.io"
+AUTH = "https://auth.commercelayer.io/oauth/token"
+CONFIG = ApiConfig(
+    base_url=BASE, auth_url=AUTH, client_id="cid", client_secret=Secret("s3cr3t-value")
+)
+
+
+def jwt(test: bool, n: int = 0) -> str:
+    def part(d: dict[str, object]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part({'test': test, 'n': n})}.sig"
+
+
+def token_response(value: str, expires_in: int = 7200) -> httpx.Response:
+    body = {"access_token": value, "token_type": "bearer", "expires_in": expires_in}
+    return httpx.Response(200, json=body)
+
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+def make_api(handler: Handler, **provider_kw: object) -> tuple[CommerceLayer, TokenProvider]:
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    provider = TokenProvider(client, CONFIG, **provider_kw)  # type: ignore[arg-type]
+    limiter = RateLimiter([Window(100_000, 1.0)])
+    api = CommerceLayer(client, BASE, auth=BearerAuth(provider), limiter=limiter)
+    return api, provider
+
+
+def test_environment_from_jwt_claim() -> None:
+    assert environment_of(jwt(True)) == "test"
+    assert environment_of(jwt(False)) == "live"
+    assert environment_of("opaque-token") is None
+
+
+def test_create_sends_exactly_the_seed_document() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            body = json.loads(request.content)
+            assert body == {
+                "grant_type": "client_credentials",
+                "client_id": "cid",
+                "client_secret": "s3cr3t-value",
+            }
+            return token_response(jwt(True))
+        seen.append(request)
+        return httpx.Response(
+            201, json={"data": {"id": "PAYid12345", "type": "external_payments"}}
+        )
+
+    api, provider = make_api(handler)
+    row = InputRow(row=2, order_id="ORDabc", payment_source_token="tok_1", reference="R-1")
+    answer = asyncio.run(api.create_external_payment(row))
+    assert answer.outcome is Outcome.CREATED and answer.payment_id == "PAYid12345"
+    (request,) = seen
+    assert request.method == "POST"
+    assert request.url == f"{BASE}/api/external_payments"
+    assert request.headers["Accept"] == "application/vnd.api+json"
+    assert request.headers["Content-Type"] == "application/vnd.api+json"
+    assert request.headers["Authorization"] == f"Bearer {jwt(True)}"
+    assert json.loads(request.content) == {
+        "data": {
+            "type": "external_payments",
+            "attributes": {"payment_source_token": "tok_1", "reference": "R-1"},
+            "relationships": {"order": {"data": {"type": "orders", "id": "ORDabc"}}},
+        }
+    }
+    assert provider.environment == "test"
+
+
+def test_optional_attributes_only_when_given() -> None:
+    full = InputRow(
+        row=2,
+        order_id="O",
+        payment_source_token="t",
+        reference="r",
+        reference_origin="o",
+        metadata={"a": 1},
+        options={"b": True},
+    )
+    attrs = payment_document(full)["data"]["attributes"]
+    assert attrs == {
+        "payment_source_token": "t",
+        "reference": "r",
+        "reference_origin": "o",
+        "metadata": {"a": 1},
+        "options": {"b": True},
+    }
+    bare = payment_document(InputRow(row=2, order_id="O", payment_source_token="t"))
+    assert bare["data"]["attributes"] == {"payment_source_token": "t"}
+
+
+def test_invalid_token_refreshes_once_for_all_workers_and_resends() -> None:
+    tokens = iter([jwt(True, 1), jwt(True, 2), jwt(True, 3)])
+    issued: list[str] = []
+    posts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            issued.append(next(tokens))
+            return token_response(issued[-1])
+        auth = request.headers["Authorization"]
+        posts.append(auth)
+        if auth == f"Bearer {issued[0]}":
+            return httpx.Response(
+                401, json={"errors": [{"code": "INVALID_TOKEN", "status": "401"}]}
+            )
+        return httpx.Response(201, json={"data": {"id": "P", "type": "external_payments"}})
+
+    api, provider = make_api(handler)
+
+    async def main() -> list[Outcome]:
+        await provider.token()
+        rows = [InputRow(row=i, order_id=f"O{i}", payment_source_token="t") for i in range(8)]
+        answers = await asyncio.gather(*(api.create_external_payment(r) for r in rows))
+        return [a.outcome for a in answers]
+
+    assert asyncio.run(main()) == [Outcome.CREATED] * 8
+    assert len(issued) == 2, "one refresh shared by all workers"
+    assert posts.count(f"Bearer {issued[1]}") == 8
+
+
+def test_token_is_refreshed_before_expiry() -> None:
+    now = [0.0]
+    count = [0]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        count[0] += 1
+        return token_response(jwt(False, count[0]), expires_in=600)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    provider = TokenProvider(client, CONFIG, clock=lambda: now[0])
+
+    async def main() -> None:
+        first = await provider.token()
+        now[0] = 500.0
+        assert await provider.token() == first
+        now[0] = 545.0  # within a minute of expiry (10% of 600 s = 60 s)
+        assert await provider.token() != first
+
+    asyncio.run(main())
+    assert count[0] == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 403])
+def test_bad_credentials_are_refused_without_leaking_the_secret(status: int) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json={"errors": [{"code": "UNAUTHORIZED"}]})
+
+    api, provider = make_api(handler)
+    with pytest.raises(AuthRefusedError) as caught:
+        asyncio.run(provider.token())
+    assert "s3cr3t-value" not in str(caught.value)
+    assert f"HTTP {status} UNAUTHORIZED" in str(caught.value)
+
+
+def test_html_5xx_is_unknown_and_recorded() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return token_response("opaque")
+        return httpx.Response(503, text="<html><body><h1>Service Unavailable</h1></body></html>")
+
+    api, _ = make_api(handler)
+    answer = asyncio.run(
+        api.create_external_payment(InputRow(row=2, order_id="O", payment_source_token="t"))
+    )
+    assert answer.outcome is Outcome.UNKNOWN
+    assert answer.http_status == 503
+    assert answer.error_code == "HTTP_503"
+    assert answer.error_detail == "unexpected answer: Service Unavailable"
+
+
+def test_422_detail_names_the_pointer() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return token_response("opaque")
+        error = {
+            "title": "is invalid",
+            "detail": "payment_source_token - is invalid",
+            "code": "VALIDATION_ERROR",
+            "status": "422",
+            "source": {"pointer": "/data/attributes/payment_source_token"},
+        }
+        return httpx.Response(422, json={"errors": [error]})
+
+    api, _ = make_api(handler)
+    answer = asyncio.run(
+        api.create_external_payment(InputRow(row=2, order_id="O", payment_source_token="t"))
+    )
+    assert answer.outcome is Outcome.PERMANENT
+    assert answer.error_code == "VALIDATION_ERROR"
+    assert answer.error_detail == (
+        "payment_source_token - is invalid (/data/attributes/payment_source_token)"
+    )
+
+
+def test_lookup_batches_25_ids_and_follows_pages() -> None:
+    queries: list[httpx.QueryParams] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return token_response("opaque")
+        q = request.url.params
+        queries.append(q)
+        ids = q["filter[q][order_id_in]"].split(",")
+        page = int(q["page[number]"])
+        assert q["include"] == "order" and q["page[size]"] == "25"
+        data = [
+            {
+                "id": f"P-{oid}-{page}",
+                "type": "external_payments",
+                "attributes": {"payment_source_token": "t"},
+                "relationships": {"order": {"data": {"type": "orders", "id": oid}}},
+            }
+            for oid in ids[:2]
+        ]
+        return httpx.Response(200, json={"data": data, "meta": {"page_count": 2}})
+
+    api, _ = make_api(handler)
+    found = asyncio.run(api.external_payments_for([f"O{i}" for i in range(30)]))
+    assert [len(q["filter[q][order_id_in]"].split(",")) for q in queries] == [25, 25, 5, 5]
+    assert [q["page[number]"] for q in queries] == ["1", "2", "1", "2"]
+    assert len(found) == 8
