@@ -1,0 +1,21 @@
+"""The exact one-line messages of file-level input problems (`InputFileError`)."""
+
+from __future__ import annotations
+
+NOT_FOUND = "{name}: file not found"
+PERMISSION_DENIED = "{name}: permission denied"
+IS_DIRECTORY = "{name}: is a directory, not a file"
+UNREADABLE = "{name}: cannot be read ({reason})"
+EMPTY = "{name}: the file is empty (no header row)"
+BINARY = "{name}: not a text or XLSX file (it contains NUL bytes; UTF-16 needs a byte-order mark)"
+NOT_TEXT = "{name}: not text in UTF-8, UTF-16 or Windows-1252, and not an XLSX workbook"
+OLD_XLS = "{name}: an Excel 97-2003 .xls workbook; save it as .xlsx or CSV"
+CORRUPT_XLSX = "{name}: corrupt XLSX workbook (it cannot be opened as an Excel file)"
+NO_SHEETS = "{name}: the workbook has no worksheets"
+NO_SUCH_SHEET = "{name}: no sheet named {sheet!r} (sheets found: {found})"
+SHEET_ON_TEXT = "{name}: a sheet was chosen ({sheet!r}) but the file is CSV text, which has none"
+MISSING_COLUMNS = "{name}: missing required column(s): {missing} (found: {found})"
+DUPLICATE_COLUMN = "{name}: column {column} appears more than once (headers: {found})"
+MAPPED_NOT_FOUND = "{name}: column {header!r} (given for {column}) not found (found: {found})"
+MALFORMED_CSV = "{name}: row {row}: malformed CSV ({reason})"
+CHANGED = "{name}: the file changed while it was being read; run again"
