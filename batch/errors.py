@@ -6,7 +6,7 @@
     ├── InputFileError            the input file as a whole is unusable (exit 2)
     ├── LockHeldError             another run holds the state file's lock (exit 3)
     ├── AuthRefusedError          the API refused our credentials or configuration (exit 4)
-    ├── StateError                the state file is unusable or from an incompatible version (exit 2)
+    ├── StateError                the state file is unusable or of another version (exit 2)
     └── InterruptedRun            SIGINT/SIGTERM stopped the run (exit 130 / 143)
 
 Messages never contain secrets: the client secret and bearer tokens are never
