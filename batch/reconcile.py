@@ -6,13 +6,20 @@ order, carrying that row's token (compared by SHA-256), and no other payment for
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
-from batch.api import LOOKUP_BATCH, CommerceLayer, FoundPayment
-from batch.journal import Record
+from batch.api import LOOKUP_BATCH, CommerceLayer, FoundPayment, HttpClient, open_client
+from batch.config import ApiConfig
+from batch.connection import connect
+from batch.errors import StateError
+from batch.journal import Journal, Record, RowState
+from batch.report import write_table
 
 log = logging.getLogger(__name__)
 
@@ -82,3 +89,90 @@ async def _check(api: CommerceLayer, record: Record, payments: list[FoundPayment
         server_payment_ids=tuple(p.id for p in payments),
         detail="; ".join(details),
     )
+
+
+RECONCILE_COLUMNS = (
+    "row",
+    "order_id",
+    "result",
+    "external_payment_id",
+    "server_payment_ids",
+    "detail",
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReconcileResult:
+    checked: int
+    mismatched: int
+    report: Path
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.mismatched == 0 else 1
+
+
+def reconcile_state(
+    state_path: Path,
+    api_config: ApiConfig,
+    *,
+    report_path: Path,
+    client: HttpClient | None = None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_secret: Callable[[str], None] = lambda _secret: None,
+) -> ReconcileResult:
+    """Audit every created order of the state file and write the findings, one row each."""
+    if not state_path.exists():
+        raise StateError(f"{state_path}: no such state file")
+    journal = Journal.open(state_path)
+    try:
+        records = journal.records([RowState.CREATED])
+    finally:
+        journal.close()
+    on_secret(api_config.client_secret.reveal())
+    checks = asyncio.run(
+        _audit_online(
+            records, api_config, client=client, clock=clock, sleep=sleep, on_secret=on_secret
+        )
+    )
+    write_table(
+        report_path,
+        RECONCILE_COLUMNS,
+        (
+            [
+                c.row_number,
+                c.order_id,
+                "+".join(c.findings),
+                c.payment_id,
+                " ".join(c.server_payment_ids),
+                c.detail,
+            ]
+            for c in checks
+        ),
+    )
+    mismatched = sum(1 for c in checks if not c.ok)
+    log.info("reconciled", extra={"checked": len(checks), "mismatched": mismatched})
+    return ReconcileResult(checked=len(checks), mismatched=mismatched, report=report_path)
+
+
+async def _audit_online(
+    records: list[Record],
+    api_config: ApiConfig,
+    *,
+    client: HttpClient | None,
+    clock: Callable[[], float],
+    sleep: Callable[[float], Awaitable[None]],
+    on_secret: Callable[[str], None],
+) -> list[Check]:
+    owned = None
+    if client is None:
+        client = owned = open_client(timeout=30.0, concurrency=2)
+    try:
+        conn = await connect(
+            client, api_config, windows=(), clock=clock, sleep=sleep, on_secret=on_secret
+        )
+        return await audit(conn.api, records)
+    finally:
+        if owned is not None:
+            await owned.aclose()

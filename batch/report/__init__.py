@@ -9,6 +9,7 @@ neutralise          the formula-injection guard applied to every text cell
 
 from batch.report._cells import neutralise
 from batch.report._summary import RunSummary, write_summary_json
+from batch.report._table import write_table
 from batch.report._writer import ReportPaths, ReportWriter, RunInfo, default_report_path
 
 __all__ = [
@@ -19,4 +20,5 @@ __all__ = [
     "default_report_path",
     "neutralise",
     "write_summary_json",
+    "write_table",
 ]

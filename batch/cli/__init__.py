@@ -1,0 +1,419 @@
+"""The click layer: parse options, build settings, call one plain function, map errors.
+
+Exit codes:
+  0    every row created or already created
+  1    some rows not created (failed, invalid, duplicate, not_attempted)
+  2    usage, configuration or input-file problem
+  3    another run holds the state file's lock
+  4    authentication or configuration refused by the API
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from batch import __version__
+from batch.cli.progress import BarProgress, LogProgress
+from batch.config import (
+    DEFAULT_FAIL_FAST_AFTER,
+    DEFAULT_GRACE_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_STATE_PATH,
+    DEFAULT_TIMEOUT,
+    ApiConfig,
+    RunOptions,
+)
+from batch.errors import PaybatchError, UsageError
+from batch.inputs import parse_column_mapping
+from batch.logs import configure_logging, register_secret
+from batch.progress import NullProgress, Progress
+from batch.ratelimit import parse_window
+from batch.reconcile import reconcile_state
+from batch.runner import RunResult, new_run_id, run_payments, validate_file
+from batch.sandbox import SandboxConfig, SandboxServer
+
+log = logging.getLogger("batch.cli")
+F = TypeVar("F", bound=Callable[..., Any])
+
+EPILOG = """\b
+Exit codes:
+  0    every row created or already created
+  1    some rows not created (failed, invalid, duplicate, not_attempted)
+  2    usage, configuration or input-file problem
+  3    another run holds the state file's lock
+  4    authentication or configuration refused by the API
+  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
+"""
+
+
+def _windows(
+    ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
+) -> tuple[str, ...]:
+    for value in values:
+        try:
+            parse_window(value)
+        except UsageError as exc:
+            raise click.BadParameter(str(exc)) from None
+    return values
+
+
+def _columns(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    try:
+        return parse_column_mapping(values)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+INPUT_OPTIONS = (
+    click.option("--sheet", metavar="NAME", help="XLSX sheet to read (default: the first)."),
+    click.option(
+        "--column",
+        "columns",
+        multiple=True,
+        callback=_columns,
+        metavar='FIELD="Header"',
+        help='Map a header to a field, e.g. --column order_id="Order Ref". Repeatable.',
+    ),
+)
+OUTPUT_OPTIONS = (
+    click.option(
+        "--report",
+        "report_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="CSV report to write (default: reports/<input-stem>-<UTC time>.csv).",
+    ),
+    click.option("--no-xlsx", is_flag=True, help="Do not write the XLSX report beside the CSV."),
+    click.option(
+        "--log-format",
+        type=click.Choice(["auto", "text", "json"]),
+        default="auto",
+        show_default=True,
+        help="auto: text on a terminal, JSON lines otherwise.",
+    ),
+    click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors."),
+    click.option("-v", "--verbose", is_flag=True, help="Debug logging."),
+)
+
+
+def input_options(fn: F) -> F:
+    """Options shared by the commands that read an input file."""
+    for option in reversed(INPUT_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def output_options(fn: F) -> F:
+    """Report and logging options shared by the commands that write a report."""
+    for option in reversed(OUTPUT_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@contextlib.contextmanager
+def _errors_to_exit_codes() -> Iterator[None]:
+    """Our exception tree becomes one line on stderr and its exit code; no traceback."""
+    try:
+        yield
+    except PaybatchError as exc:
+        click.echo(f"paybatch: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+
+
+def _logging(run_id: str, log_format: str, quiet: bool, verbose: bool) -> None:
+    verbosity = -1 if quiet else 1 if verbose else 0
+    configure_logging(run_id=run_id, fmt=log_format, verbosity=verbosity)  # type: ignore[arg-type]
+
+
+def _summary(result: RunResult) -> None:
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
+    total = sum(result.counts.values())
+    click.echo(f"{total} rows: {counts or 'none'}", err=True)
+    if result.paths is not None:
+        click.echo(f"report: {result.paths.csv}", err=True)
+        if result.paths.xlsx is not None:
+            click.echo(f"report: {result.paths.xlsx}", err=True)
+    if result.message:
+        click.echo(f"paybatch: {result.message}", err=True)
+
+
+@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="paybatch")
+def main() -> None:
+    """Create Commerce Layer external payments from a spreadsheet, exactly once,
+    and write a reconciliation report.
+
+    \b
+    Configuration comes from the environment:
+      CL_BASE_URL       https://<slug>.commercelayer.io
+      CL_CLIENT_ID      integration client ID
+      CL_CLIENT_SECRET  integration client secret (never printed or logged)
+      CL_SCOPE          optional, e.g. market:code:europe
+      CL_AUTH_URL       default https://auth.commercelayer.io/oauth/token
+    """
+
+
+@main.command(epilog=EPILOG)
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@output_options
+@input_options
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_STATE_PATH,
+    show_default=True,
+    help="The run's state file: what was sent and what came back, for exactly-once reruns.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    help="Requests in flight at most (default: adaptive).",
+)
+@click.option(
+    "--rate-limit",
+    "rate_limits",
+    multiple=True,
+    callback=_windows,
+    metavar="N/Ws",
+    help="A sliding-window limit, e.g. 50/10s. Repeatable. "
+    "Default: Commerce Layer's limits for the credential's environment.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 600),
+    default=DEFAULT_TIMEOUT,
+    show_default=True,
+    help="Per-request timeout in seconds.",
+)
+@click.option(
+    "--settle-delay",
+    type=click.FloatRange(0, 3600),
+    help="Seconds to wait after a lost answer before looking the payment up (default: --timeout).",
+)
+@click.option(
+    "--max-attempts",
+    type=click.IntRange(1, 50),
+    default=DEFAULT_MAX_ATTEMPTS,
+    show_default=True,
+    help="Sends per row in one run before it is left for the next run.",
+)
+@click.option(
+    "--fail-fast-after",
+    type=click.IntRange(0, 100_000),
+    default=DEFAULT_FAIL_FAST_AFTER,
+    show_default=True,
+    help="Stop (exit 4) when the first N rows all fail with the same 401/403/404; 0 disables.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0, 600),
+    default=DEFAULT_GRACE_SECONDS,
+    show_default=True,
+    help="Seconds to let requests in flight finish after SIGINT/SIGTERM.",
+)
+@click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write a machine-readable run summary here.",
+)
+@click.option(
+    "--progress/--no-progress",
+    "show_progress",
+    default=None,
+    help="Progress bar (default: on a terminal only; otherwise a log line every 30 s).",
+)
+@click.option("--sandbox", is_flag=True, help="Run against the built-in sandbox (no credentials).")
+@click.option("--dry-run", is_flag=True, help="Read and check the input; send nothing.")
+def run(
+    input_path: Path,
+    report_path: Path | None,
+    no_xlsx: bool,
+    log_format: str,
+    quiet: bool,
+    verbose: bool,
+    columns: dict[str, str],
+    sheet: str | None,
+    state_path: Path,
+    concurrency: int | None,
+    rate_limits: tuple[str, ...],
+    timeout: float,
+    settle_delay: float | None,
+    max_attempts: int,
+    fail_fast_after: int,
+    grace: float,
+    summary_json: Path | None,
+    show_progress: bool | None,
+    sandbox: bool,
+    dry_run: bool,
+) -> None:
+    """Create one external payment per row of INPUT (CSV, TSV or XLSX)."""
+    from datetime import UTC, datetime
+
+    _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
+    with _errors_to_exit_codes():
+        if dry_run:
+            result = validate_file(
+                input_path,
+                sheet=sheet,
+                columns=columns,
+                report_path=report_path,
+                xlsx=not no_xlsx,
+            )
+            _summary(result)
+            sys.exit(result.exit_code)
+        options = RunOptions(
+            input_path=input_path,
+            report_path=report_path,
+            state_path=state_path,
+            concurrency=concurrency,
+            rate_limits=rate_limits,
+            timeout=timeout,
+            settle_delay=settle_delay,
+            max_attempts=max_attempts,
+            fail_fast_after=fail_fast_after,
+            grace_seconds=grace,
+            xlsx=not no_xlsx,
+            summary_json=summary_json,
+            sheet=sheet,
+            columns=columns,
+        )
+        progress = _progress(show_progress, quiet)
+        with _api_config(sandbox) as api_config:
+            result = asyncio.run(
+                run_payments(options, api_config, progress=progress, on_secret=register_secret)
+            )
+        _summary(result)
+        sys.exit(result.exit_code)
+
+
+@contextlib.contextmanager
+def _api_config(sandbox: bool) -> Iterator[ApiConfig]:
+    if not sandbox:
+        yield ApiConfig.from_env(os.environ)
+        return
+    with SandboxServer(SandboxConfig()) as server:
+        log.info("sandbox listening", extra={"url": server.base_url})
+        yield ApiConfig.from_env(server.env())
+
+
+def _progress(show: bool | None, quiet: bool) -> Progress:
+    if show is None:
+        show = sys.stderr.isatty() and not quiet
+    if show:
+        return BarProgress()
+    return NullProgress() if quiet else LogProgress()
+
+
+@main.command(epilog=EPILOG)
+@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@output_options
+@input_options
+def validate(
+    input_path: Path,
+    report_path: Path | None,
+    no_xlsx: bool,
+    log_format: str,
+    quiet: bool,
+    verbose: bool,
+    columns: dict[str, str],
+    sheet: str | None,
+) -> None:
+    """Check every row of INPUT offline; write a report of valid, invalid and duplicate rows.
+
+    Exits 0 when every row is valid, 1 otherwise, 2 for a problem with the file itself.
+    """
+    from datetime import UTC, datetime
+
+    _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
+    with _errors_to_exit_codes():
+        result = validate_file(
+            input_path, sheet=sheet, columns=columns, report_path=report_path, xlsx=not no_xlsx
+        )
+        _summary(result)
+        sys.exit(result.exit_code)
+
+
+@main.command(epilog=EPILOG)
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_STATE_PATH,
+    show_default=True,
+    help="The state file whose created payments to audit.",
+)
+@click.option(
+    "--report",
+    "report_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="CSV of findings (default: reports/reconcile-<UTC time>.csv).",
+)
+@click.option(
+    "--log-format", type=click.Choice(["auto", "text", "json"]), default="auto", show_default=True
+)
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def reconcile(
+    state_path: Path, report_path: Path | None, log_format: str, quiet: bool, verbose: bool
+) -> None:
+    """Audit every payment the state file records as created against the server.
+
+    Each must exist, belong to its order and carry its row's token, with no other payment
+    on the order. Exits 0 when all match, 1 when any does not.
+    """
+    from datetime import UTC, datetime
+
+    started = datetime.now(UTC)
+    _logging(new_run_id(started), log_format, quiet, verbose)
+    with _errors_to_exit_codes():
+        path = report_path or Path("reports") / f"reconcile-{started:%Y%m%dT%H%M%SZ}.csv"
+        result = reconcile_state(
+            state_path,
+            ApiConfig.from_env(os.environ),
+            report_path=path,
+            on_secret=register_secret,
+        )
+        click.echo(
+            f"{result.checked} created payments checked, {result.mismatched} mismatched",
+            err=True,
+        )
+        click.echo(f"report: {result.report}", err=True)
+        sys.exit(result.exit_code)
+
+
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+@click.argument("sandbox_args", nargs=-1, type=click.UNPROCESSED)
+def sandbox(sandbox_args: tuple[str, ...]) -> None:
+    """Serve the built-in sandbox on 127.0.0.1 for rehearsals; print the env vars to use.
+
+    Takes the options of `python -m batch.sandbox` (see `paybatch sandbox --help`):
+    --port, --open-orders, --limit, --latency-ms and the fault probabilities.
+    """
+    from batch.sandbox import serve
+    from batch.sandbox.__main__ import config_from_args, parser
+
+    args = parser().parse_args(sandbox_args)
+    try:
+        config = config_from_args(args)
+    except (ValueError, OSError, KeyError) as exc:
+        raise click.UsageError(str(exc)) from None
+
+    def announce(server: SandboxServer) -> None:
+        for name, value in server.env().items():
+            click.echo(f"export {name}={value}")
+        click.echo(f"# sandbox serving on {server.base_url}; Ctrl-C to stop", err=True)
+
+    serve(config, host=args.host, port=args.port, on_ready=announce)
