@@ -65,14 +65,13 @@ def test_create_sends_exactly_the_seed_document() -> None:
             }
             return token_response(jwt(True))
         seen.append(request)
-        return httpx.Response(
-            201, json={"data": {"id": "PAYid12345", "type": "external_payments"}}
-        )
+        return httpx.Response(201, json={"data": {"id": "PAYid12345", "type": "external_payments"}})
 
     api, provider = make_api(handler)
     row = InputRow(row=2, order_id="ORDabc", payment_source_token="tok_1", reference="R-1")
     answer = asyncio.run(api.create_external_payment(row))
-    assert answer.outcome is Outcome.CREATED and answer.payment_id == "PAYid12345"
+    assert answer.outcome is Outcome.CREATED
+    assert answer.payment_id == "PAYid12345"
     (request,) = seen
     assert request.method == "POST"
     assert request.url == f"{BASE}/api/external_payments"
@@ -168,7 +167,7 @@ def test_bad_credentials_are_refused_without_leaking_the_secret(status: int) -> 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, json={"errors": [{"code": "UNAUTHORIZED"}]})
 
-    api, provider = make_api(handler)
+    _api, provider = make_api(handler)
     with pytest.raises(AuthRefusedError) as caught:
         asyncio.run(provider.token())
     assert "s3cr3t-value" not in str(caught.value)
@@ -225,7 +224,8 @@ def test_lookup_batches_25_ids_and_follows_pages() -> None:
         queries.append(q)
         ids = q["filter[q][order_id_in]"].split(",")
         page = int(q["page[number]"])
-        assert q["include"] == "order" and q["page[size]"] == "25"
+        assert q["include"] == "order"
+        assert q["page[size]"] == "25"
         data = [
             {
                 "id": f"P-{oid}-{page}",

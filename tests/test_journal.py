@@ -24,7 +24,9 @@ def journal(tmp_path: Path) -> Journal:
 
 def admit(j: Journal, r: InputRow, run: str = "run1") -> Plan:
     plans: list[Plan] = []
-    j.transaction([lambda jj: plans.append(jj.admit(r, run_id=run, input_sha256="sha", now=1.0)[0])])
+    j.transaction(
+        [lambda jj: plans.append(jj.admit(r, run_id=run, input_sha256="sha", now=1.0)[0])]
+    )
     return plans[0]
 
 
@@ -39,7 +41,9 @@ def test_new_row_is_sent_then_created_is_skipped(journal: Journal) -> None:
     assert admit(journal, r) is Plan.SEND
     journal.transaction([lambda j: j.mark_sending(r, run_id="run1", now=2.0)])
     record = journal.get("ORD1")
-    assert record is not None and record.state is RowState.SENDING and record.sent_at == 2.0
+    assert record is not None
+    assert record.state is RowState.SENDING
+    assert record.sent_at == 2.0
     journal.transaction(
         [
             lambda j: j.mark_created(
@@ -119,7 +123,8 @@ def test_illegal_transition_raises_and_rolls_back(journal: Journal) -> None:
             ]
         )
     record = journal.get("ORD1")
-    assert record is not None and record.state is RowState.PENDING
+    assert record is not None
+    assert record.state is RowState.PENDING
 
 
 def test_plan_table() -> None:

@@ -62,7 +62,8 @@ def test_failures_and_unknowns() -> None:
     unknown = report_row(ROW, replace(RECORD, state=RowState.SENDING), run_id="now")
     assert (unknown.status, unknown.error_code) == (RowStatus.FAILED, "UNKNOWN_OUTCOME")
     retry = report_row(ROW, replace(RECORD, state=RowState.RETRYABLE), run_id="now")
-    assert retry.status is RowStatus.FAILED and "next run" in retry.error_detail
+    assert retry.status is RowStatus.FAILED
+    assert "next run" in retry.error_detail
 
 
 def test_token_changed_after_payment_is_flagged_not_resent() -> None:

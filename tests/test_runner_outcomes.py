@@ -1,0 +1,226 @@
+"""Each row of the outcome table, driven through the real runner with a scripted transport."""
+
+import asyncio
+import base64
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import httpx
+import pytest
+
+from batch.config import ApiConfig, RunOptions, Secret
+from batch.journal import Journal, RowState
+from batch.runner import RunResult, run_payments
+
+BASE = "https://demo.commercelayer.io"
+CONFIG = ApiConfig(
+    base_url=BASE,
+    auth_url="https://auth.commercelayer.io/oauth/token",
+    client_id="cid",
+    client_secret=Secret("the-secret"),
+)
+CREATED = "created"
+
+
+def jwt(n: int) -> str:
+    claims = base64.urlsafe_b64encode(json.dumps({"test": True, "n": n}).encode()).decode()
+    return f"e30.{claims.rstrip('=')}.sig"
+
+
+class Server:
+    """A scripted Commerce Layer: per order, the answers its POSTs get, in order."""
+
+    def __init__(self, script: dict[str, list[object]]) -> None:
+        self.script = {order: list(answers) for order, answers in script.items()}
+        self.posts: dict[str, list[dict[str, object]]] = defaultdict(list)
+        self.payments: dict[str, list[str]] = defaultdict(list)
+        self.lookups: list[str] = []
+        self.tokens = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            self.tokens += 1
+            return httpx.Response(200, json={"access_token": jwt(self.tokens), "expires_in": 7200})
+        if request.method == "GET":
+            ids = request.url.params["filter[q][order_id_in]"].split(",")
+            self.lookups.append(",".join(ids))
+            data = [
+                {
+                    "id": pid,
+                    "type": "external_payments",
+                    "attributes": {"payment_source_token": "tok_" + oid},
+                    "relationships": {"order": {"data": {"type": "orders", "id": oid}}},
+                }
+                for oid in ids
+                for pid in self.payments[oid]
+            ]
+            return httpx.Response(200, json={"data": data, "meta": {"page_count": 1}})
+        doc = json.loads(request.content)
+        order = doc["data"]["relationships"]["order"]["data"]["id"]
+        self.posts[order].append(doc)
+        answer = self.script[order].pop(0) if self.script.get(order) else CREATED
+        if answer == "invalid_token":
+            if request.headers["Authorization"] == f"Bearer {jwt(1)}":
+                return httpx.Response(401, json={"errors": [{"code": "INVALID_TOKEN"}]})
+            answer = CREATED
+        if answer in (CREATED, "lost"):
+            pid = f"PAY-{order}-{len(self.payments[order])}"
+            self.payments[order].append(pid)
+            if answer == "lost":
+                raise httpx.ReadTimeout("lost", request=request)
+            return httpx.Response(201, json={"data": {"id": pid, "type": "external_payments"}})
+        if isinstance(answer, Exception):
+            raise answer
+        assert isinstance(answer, httpx.Response)
+        return answer
+
+
+def run(tmp_path: Path, server: Server, orders: list[str], **options: object) -> RunResult:
+    csv = tmp_path / "in.csv"
+    csv.write_text(
+        "order_id,payment_source_token\n" + "".join(f"{o},tok_{o}\n" for o in orders),
+        encoding="utf-8",
+    )
+    opts = RunOptions(
+        input_path=csv,
+        report_path=tmp_path / "report.csv",
+        state_path=tmp_path / "state.sqlite",
+        xlsx=False,
+        settle_delay=0.0,
+        rate_limits=("100000/1s",),
+        fail_fast_after=0,
+        **options,  # type: ignore[arg-type]
+    )
+    client = httpx.AsyncClient(transport=httpx.MockTransport(server))
+
+    async def main() -> RunResult:
+        async with client:
+            return await run_payments(opts, CONFIG, client=client, sleep=no_sleep)
+
+    return asyncio.run(main())
+
+
+async def no_sleep(_seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+def report(tmp_path: Path) -> dict[str, dict[str, str]]:
+    import csv
+
+    with (tmp_path / "report.csv").open(encoding="utf-8-sig", newline="") as f:
+        return {r["order_id"]: r for r in csv.DictReader(f)}
+
+
+def states(tmp_path: Path) -> dict[str, RowState]:
+    j = Journal.open(tmp_path / "state.sqlite")
+    try:
+        return {r.order_id: r.state for r in j.records()}
+    finally:
+        j.close()
+
+
+def r(status: int, body: object = None, **headers: str) -> httpx.Response:
+    if isinstance(body, str):
+        return httpx.Response(status, text=body, headers=headers)
+    return httpx.Response(status, json=body or {"errors": [{"code": "X"}]}, headers=headers)
+
+
+def test_429_resends_the_same_payload_and_is_not_an_attempt(tmp_path: Path) -> None:
+    server = Server({"A": [r(429, Retry_After="0"), r(429)]})
+    result = run(tmp_path, server, ["A"])
+    assert result.exit_code == 0
+    assert len(server.posts["A"]) == 3
+    assert server.posts["A"][0] == server.posts["A"][2]
+    assert report(tmp_path)["A"]["attempts"] == "1"
+    assert server.lookups == []
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.ConnectError("refused"),
+        httpx.ConnectTimeout("slow"),
+        httpx.PoolTimeout("pool"),
+        r(423),
+        r(408),
+    ],
+    ids=["connect-error", "connect-timeout", "pool-timeout", "423", "408"],
+)
+def test_not_sent_is_resent_without_lookup(tmp_path: Path, failure: object) -> None:
+    server = Server({"A": [failure]})
+    result = run(tmp_path, server, ["A"])
+    assert result.exit_code == 0
+    assert len(server.payments["A"]) == 1
+    assert server.lookups == []
+
+
+def test_invalid_token_refreshes_once_then_resends(tmp_path: Path) -> None:
+    server = Server({"A": ["invalid_token"]})
+    result = run(tmp_path, server, ["A"])
+    assert result.exit_code == 0
+    assert server.tokens == 2
+    assert report(tmp_path)["A"]["status"] == "created"
+
+
+@pytest.mark.parametrize(
+    "lost",
+    [
+        "lost",  # created, answer lost
+        r(500, "<html>oops</html>"),
+        r(502, "<html>bad gateway</html>"),
+        r(503, "<html>unavailable</html>"),
+        r(504, "<html>timeout</html>"),
+        httpx.RemoteProtocolError("closed"),
+        httpx.ReadError("reset"),
+    ],
+    ids=["lost-response", "500", "502", "503", "504", "closed", "reset"],
+)
+def test_unknown_outcome_is_settled_by_lookup_never_resent_blindly(
+    tmp_path: Path, lost: object
+) -> None:
+    server = Server({"A": [lost], "B": []})
+    result = run(tmp_path, server, ["A", "B"])
+    assert result.exit_code == 0
+    assert server.lookups == ["A"], "only the unknown row is looked up"
+    assert len(server.payments["A"]) == 1, "exactly one payment"
+    line = report(tmp_path)["A"]
+    assert line["status"] == "created"
+    assert line["external_payment_id"] == server.payments["A"][0]
+    # Resent only when the lookup found nothing.
+    assert len(server.posts["A"]) == (1 if lost == "lost" else 2)
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 422])
+def test_4xx_is_permanent_and_recorded(tmp_path: Path, status: int) -> None:
+    error = {"errors": [{"code": "VALIDATION_ERROR", "detail": "nope", "status": str(status)}]}
+    server = Server({"A": [r(status, error)]})
+    result = run(tmp_path, server, ["A", "B"])
+    assert result.exit_code == 1
+    line = report(tmp_path)["A"]
+    assert (line["status"], line["http_status"], line["error_code"], line["error_detail"]) == (
+        "failed",
+        str(status),
+        "VALIDATION_ERROR",
+        "nope",
+    )
+    assert len(server.posts["A"]) == 1
+    assert states(tmp_path)["A"] is RowState.FAILED
+    # The rerun does not resend a permanent failure of the same payload.
+    again = run(tmp_path, server, ["A", "B"])
+    assert len(server.posts["A"]) == 1
+    assert again.counts == {"failed": 1, "already_created": 1}
+
+
+def test_retries_are_bounded_and_the_next_run_retries(tmp_path: Path) -> None:
+    server = Server({"A": [httpx.ConnectError("down")] * 4})
+    result = run(tmp_path, server, ["A"], max_attempts=3)
+    assert result.exit_code == 1
+    assert len(server.posts["A"]) == 3
+    assert states(tmp_path)["A"] is RowState.RETRYABLE
+    assert "next run" in report(tmp_path)["A"]["error_detail"]
+    again = run(tmp_path, server, ["A"], max_attempts=3)
+    assert again.exit_code == 0
+    assert len(server.posts["A"]) == 5
+    assert len(server.payments["A"]) == 1
+    assert report(tmp_path)["A"]["status"] == "created"
