@@ -59,6 +59,10 @@ class LookupFailedError(Exception):
     """A lookup could not be completed; the rows it was for stay unknown."""
 
 
+class _UnattributedError(Exception):
+    """A batched lookup returned a payment without its order linkage."""
+
+
 def open_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
     """The shared AsyncClient: a pool as wide as the concurrency, a short connect timeout."""
     return httpx.AsyncClient(
@@ -146,18 +150,27 @@ class CommerceLayer:
         singles = [o for o in order_ids if "," in o]
         for start in range(0, len(batchable), LOOKUP_BATCH):
             chunk = batchable[start : start + LOOKUP_BATCH]
-            found += await self._lookup({"filter[q][order_id_in]": ",".join(chunk)})
+            try:
+                found += await self._lookup({"filter[q][order_id_in]": ",".join(chunk)})
+            except _UnattributedError:
+                # A payment came back without its order: ask order by order, so that every
+                # payment found is known to belong to the order it was asked for.
+                singles += chunk
         for order_id in singles:
-            found += await self._lookup({"filter[q][order_id_eq]": order_id})
+            found += await self._lookup({"filter[q][order_id_eq]": order_id}, order_id=order_id)
         return found
 
     async def external_payment(self, payment_id: str) -> FoundPayment | None:
         """One external payment by ID, with its order; None when the server has no such ID."""
         path = f"/api/external_payments/{quote(payment_id, safe='')}"
         doc = await self._get_json(path, {"include": "order"}, missing_ok=True)
-        return None if doc is None else _found_payment(doc.get("data"))
+        if doc is None:
+            return None
+        return _found_payment(doc.get("data"), order_id="")
 
-    async def _lookup(self, filters: Mapping[str, str]) -> list[FoundPayment]:
+    async def _lookup(
+        self, filters: Mapping[str, str], *, order_id: str | None = None
+    ) -> list[FoundPayment]:
         found: list[FoundPayment] = []
         page, pages = 1, 1
         while page <= pages:
@@ -169,7 +182,11 @@ class CommerceLayer:
             }
             doc = await self._get_json("/api/external_payments", params, missing_ok=False)
             assert doc is not None
-            found += [p for p in map(_found_payment, doc.get("data") or []) if p is not None]
+            for item in doc.get("data") or []:
+                payment = _found_payment(item, order_id=order_id)
+                if payment is None:
+                    raise _UnattributedError
+                found.append(payment)
             meta = doc.get("meta") or {}
             pages = int(meta.get("page_count") or 1)
             page += 1
@@ -254,14 +271,20 @@ def _payment_id(doc: Any) -> str:
     return ""
 
 
-def _found_payment(item: Any) -> FoundPayment | None:
+def _found_payment(item: Any, *, order_id: str | None = None) -> FoundPayment | None:
+    """A payment and its order: from the linkage, or from the one order that was asked for."""
     try:
-        order = item["relationships"]["order"]["data"]
-        token = item["attributes"].get("payment_source_token") or ""
-        return FoundPayment(str(item["id"]), str(order["id"]), token_hash(str(token)))
+        payment_id = str(item["id"])
+        token = str(item.get("attributes", {}).get("payment_source_token") or "")
+    except (KeyError, TypeError, AttributeError):
+        raise LookupFailedError("lookup returned a payment without an id") from None
+    try:
+        owner = str(item["relationships"]["order"]["data"]["id"])
     except (KeyError, TypeError):
-        log.warning("lookup returned an external payment without its order; ignored")
-        return None
+        if order_id is None:
+            return None
+        owner = order_id
+    return FoundPayment(payment_id, owner, token_hash(token))
 
 
 def _error(response: httpx.Response, doc: Any) -> tuple[str, str]:

@@ -242,3 +242,21 @@ def test_lookup_batches_25_ids_and_follows_pages() -> None:
     assert [len(q["filter[q][order_id_in]"].split(",")) for q in queries] == [25, 25, 5, 5]
     assert [q["page[number]"] for q in queries] == ["1", "2", "1", "2"]
     assert len(found) == 8
+
+
+def test_lookup_without_order_linkage_falls_back_to_one_order_per_request() -> None:
+    queries: list[httpx.QueryParams] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return token_response("opaque")
+        queries.append(request.url.params)
+        wanted = request.url.params.get("filter[q][order_id_eq]")
+        # A server that never returns relationship data: only O2 has a payment.
+        data = [] if wanted not in (None, "O2") else [{"id": "P2", "attributes": {}}]
+        return httpx.Response(200, json={"data": data, "meta": {"page_count": 1}})
+
+    api, _ = make_api(handler)
+    found = asyncio.run(api.external_payments_for(["O1", "O2", "O3"]))
+    assert [(p.id, p.order_id) for p in found] == [("P2", "O2")]
+    assert [q.get("filter[q][order_id_eq]") for q in queries] == [None, "O1", "O2", "O3"]
