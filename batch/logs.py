@@ -159,11 +159,11 @@ def configure_logging(
     fmt: Literal["auto", "json", "text"] = "auto",
     verbosity: int = 0,
     stream: TextIO | None = None,
-) -> None:
+) -> Literal["json", "text"]:
     """Send `batch` logs (and httpx warnings) to `stream`, by default stderr.
 
     verbosity: -1 warnings and errors only, 0 info, 1 or more debug. "auto" picks text
-    on a terminal and JSON lines otherwise.
+    on a terminal and JSON lines otherwise. Returns the format chosen.
     """
     reset_logging()
     global _handler
@@ -181,6 +181,7 @@ def configure_logging(
         _saved_levels[name] = logger.level
         logger.setLevel(lvl)
         logger.addHandler(handler)
+    return "text" if use_text else "json"
 
 
 def reset_logging() -> None:

@@ -16,7 +16,9 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -119,31 +121,46 @@ def output_options(fn: F) -> F:
     return fn
 
 
+# Set by _logging(): with JSON logs, our own stderr lines go through the logger too, so
+# a log pipeline reading stderr gets nothing but JSON lines, each with the run ID.
+_json_stderr = False
+
+
+def _say(text: str, level: int = logging.INFO) -> None:
+    """One line on stderr for people: plain text, or a JSON log line when logs are JSON."""
+    if _json_stderr:
+        log.log(level, "%s", text)
+    else:
+        click.echo(text, err=True)
+
+
 @contextlib.contextmanager
 def _errors_to_exit_codes() -> Iterator[None]:
     """Our exception tree becomes one line on stderr and its exit code; no traceback."""
     try:
         yield
     except PaybatchError as exc:
-        click.echo(f"paybatch: error: {exc}", err=True)
+        _say(f"paybatch: error: {exc}", logging.ERROR)
         sys.exit(exc.exit_code)
 
 
 def _logging(run_id: str, log_format: str, quiet: bool, verbose: bool) -> None:
+    global _json_stderr
     verbosity = -1 if quiet else 1 if verbose else 0
-    configure_logging(run_id=run_id, fmt=log_format, verbosity=verbosity)  # type: ignore[arg-type]
+    chosen = configure_logging(run_id=run_id, fmt=log_format, verbosity=verbosity)  # type: ignore[arg-type]
+    _json_stderr = chosen == "json"
 
 
 def _summary(result: RunResult) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     total = sum(result.counts.values())
-    click.echo(f"{total} rows: {counts or 'none'}", err=True)
+    _say(f"{total} rows: {counts or 'none'}")
     if result.paths is not None:
-        click.echo(f"report: {result.paths.csv}", err=True)
+        _say(f"report: {result.paths.csv}")
         if result.paths.xlsx is not None:
-            click.echo(f"report: {result.paths.xlsx}", err=True)
+            _say(f"report: {result.paths.xlsx}")
     if result.message:
-        click.echo(f"paybatch: {result.message}", err=True)
+        _say(f"paybatch: {result.message}", logging.ERROR if result.exit_code else logging.INFO)
 
 
 @click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
@@ -232,7 +249,12 @@ def main() -> None:
     default=None,
     help="Progress bar (default: on a terminal only; otherwise a log line every 30 s).",
 )
-@click.option("--sandbox", is_flag=True, help="Run against the built-in sandbox (no credentials).")
+@click.option(
+    "--sandbox",
+    is_flag=True,
+    help="Run against the built-in sandbox (no credentials). Its state is thrown away "
+    "afterwards unless --state is given.",
+)
 @click.option("--dry-run", is_flag=True, help="Read and check the input; send nothing.")
 def run(
     input_path: Path,
@@ -288,7 +310,17 @@ def run(
             columns=columns,
         )
         progress = _progress(show_progress, quiet)
-        with _api_config(sandbox) as api_config:
+        with contextlib.ExitStack() as stack:
+            api_config = stack.enter_context(_api_config(sandbox))
+            state_given = (
+                click.get_current_context().get_parameter_source("state_path")
+                is not click.core.ParameterSource.DEFAULT
+            )
+            if sandbox and not state_given:
+                # Sandbox payments must never reach the real state file: a later live run
+                # would take them for orders already paid.
+                scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                options = replace(options, state_path=scratch / "sandbox.sqlite")
             result = asyncio.run(
                 run_payments(options, api_config, progress=progress, on_secret=register_secret)
             )
@@ -359,7 +391,11 @@ def validate(
     help="CSV of findings (default: reports/reconcile-<UTC time>.csv).",
 )
 @click.option(
-    "--log-format", type=click.Choice(["auto", "text", "json"]), default="auto", show_default=True
+    "--log-format",
+    type=click.Choice(["auto", "text", "json"]),
+    default="auto",
+    show_default=True,
+    help="auto: text on a terminal, JSON lines otherwise.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
@@ -383,11 +419,8 @@ def reconcile(
             report_path=path,
             on_secret=register_secret,
         )
-        click.echo(
-            f"{result.checked} created payments checked, {result.mismatched} mismatched",
-            err=True,
-        )
-        click.echo(f"report: {result.report}", err=True)
+        _say(f"{result.checked} created payments checked, {result.mismatched} mismatched")
+        _say(f"report: {result.report}")
         sys.exit(result.exit_code)
 
 

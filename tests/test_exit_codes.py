@@ -1,0 +1,195 @@
+"""Exit codes through the real CLI: 0, 1, 2, 3 (lock held) and 4 (credentials, fail-fast)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from batch.cli import main
+from batch.lock import StateLock
+from batch.sandbox import SandboxServer
+
+SandboxFactory = Callable[..., SandboxServer]
+FAST = ["--rate-limit", "1000/1s"]  # the sandboxes here have no limits; don't pace for them
+
+
+def _input(tmp_path: Path, order_ids: list[str]) -> Path:
+    (tmp_path / "in").mkdir(exist_ok=True)
+    path = tmp_path / "in" / "orders.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["order_id", "payment_source_token"])
+        writer.writerows([oid, f"tok_{i:04d}_abcdef"] for i, oid in enumerate(order_ids))
+    return path
+
+
+def _run(tmp_path: Path, input_path: Path, env: dict[str, str], *extra: str) -> tuple[Result, Path]:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(input_path),
+            "--state",
+            str(out / "state.sqlite"),
+            "--report",
+            str(out / "report.csv"),
+            "--summary-json",
+            str(out / "summary.json"),
+            "--log-format",
+            "json",
+            *FAST,
+            *extra,
+        ],
+        env=env,
+    )
+    return result, out
+
+
+def _statuses(out: Path) -> list[str]:
+    with (out / "report.csv").open(encoding="utf-8-sig", newline="") as f:
+        return [line["status"] for line in csv.DictReader(f)]
+
+
+def _api_posts(server: SandboxServer) -> int:
+    return sum(
+        r.method == "POST" and r.path == "/api/external_payments" for r in server.request_log()
+    )
+
+
+def test_exit_0_when_every_row_is_created(sandbox: SandboxServer, tmp_path: Path) -> None:
+    result, out = _run(tmp_path, _input(tmp_path, ["A1", "A2", "A3"]), sandbox.env())
+    assert result.exit_code == 0, result.stderr
+    assert _statuses(out) == ["created"] * 3
+    # Rerun: nothing is sent again, and already_created still means success.
+    again, out = _run(tmp_path, _input(tmp_path, ["A1", "A2", "A3"]), sandbox.env())
+    assert again.exit_code == 0, again.stderr
+    assert _statuses(out) == ["already_created"] * 3
+    assert _api_posts(sandbox) == 3
+
+
+def test_exit_1_when_some_rows_are_not_created(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(orders={"OK1": "pending", "GONE": "placed"}, limits=None)
+    result, out = _run(tmp_path, _input(tmp_path, ["OK1", "GONE", ""]), server.env())
+    assert result.exit_code == 1, result.stderr
+    assert _statuses(out) == ["created", "failed", "invalid"]
+
+
+def test_exit_2_for_missing_configuration_sends_nothing(tmp_path: Path) -> None:
+    result, out = _run(tmp_path, _input(tmp_path, ["A1"]), {"CL_CLIENT_SECRET": ""})
+    assert result.exit_code == 2
+    assert "CL_BASE_URL" in result.stderr
+    assert "Traceback" not in result.output
+    assert not (out / "report.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--rate-limit", "lots"], "rate-limit"),
+        (["--concurrency", "0"], "concurrency"),
+        (["--column", "nonsense"], "column"),
+    ],
+)
+def test_exit_2_for_bad_options(
+    sandbox: SandboxServer, tmp_path: Path, args: list[str], needle: str
+) -> None:
+    result, _ = _run(tmp_path, _input(tmp_path, ["A1"]), sandbox.env(), *args)
+    assert result.exit_code == 2
+    assert needle in result.stderr
+    assert sandbox.request_log() == []
+
+
+def test_exit_2_for_a_missing_input_file(sandbox: SandboxServer, tmp_path: Path) -> None:
+    result, _ = _run(tmp_path, tmp_path / "nope.csv", sandbox.env())
+    assert result.exit_code == 2
+    assert "nope.csv" in result.stderr
+    assert sandbox.request_log() == []
+
+
+def test_exit_3_while_another_run_holds_the_lock(sandbox: SandboxServer, tmp_path: Path) -> None:
+    state = tmp_path / "out" / "state.sqlite"
+    with StateLock(state, started_at="2025-01-01T00:00:00Z"):
+        result, out = _run(tmp_path, _input(tmp_path, ["A1", "A2"]), sandbox.env())
+    assert result.exit_code == 3, result.stderr
+    assert "state.sqlite.lock" in result.stderr
+    assert sandbox.request_log() == []  # not even a token request
+    assert not (out / "report.csv").exists()
+    # Once the holder is gone the same command goes through.
+    result, _ = _run(tmp_path, _input(tmp_path, ["A1", "A2"]), sandbox.env())
+    assert result.exit_code == 0, result.stderr
+
+
+def test_exit_4_for_bad_client_credentials_within_seconds(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    env = {**sandbox.env(), "CL_CLIENT_SECRET": "not-the-secret"}
+    began = time.monotonic()
+    result, out = _run(tmp_path, _input(tmp_path, ["A1", "A2", "A3"]), env)
+    assert time.monotonic() - began < 5
+    assert result.exit_code == 4, result.stderr
+    assert "CL_CLIENT_SECRET" in result.stderr  # says what to check
+    assert [r.path for r in sandbox.request_log()] == ["/oauth/token"]  # one try, no retries
+    assert sandbox.payments_by_order() == {}
+    assert _statuses(out) == ["not_attempted"] * 3
+    assert json.loads((out / "summary.json").read_text())["exit_code"] == 4
+
+
+def test_exit_4_when_the_first_rows_all_fail_alike(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    # No orders at all: every POST is a 404, as with the wrong organization.
+    server = sandbox_factory(orders={}, open_orders=False, limits=None)
+    ids = [f"MISSING{i:03d}" for i in range(40)]
+    result, out = _run(
+        tmp_path,
+        _input(tmp_path, ids),
+        server.env(),
+        "--fail-fast-after",
+        "5",
+        "--concurrency",
+        "1",
+    )
+    assert result.exit_code == 4, result.stderr
+    assert "404" in result.stderr
+    posts = _api_posts(server)
+    assert 5 <= posts < 10
+    statuses = _statuses(out)
+    assert statuses.count("failed") == posts
+    assert statuses.count("not_attempted") == len(ids) - posts
+
+
+def test_fail_fast_can_be_disabled(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
+    server = sandbox_factory(orders={}, open_orders=False, limits=None)
+    ids = [f"MISSING{i:03d}" for i in range(8)]
+    result, out = _run(tmp_path, _input(tmp_path, ids), server.env(), "--fail-fast-after", "0")
+    assert result.exit_code == 1, result.stderr
+    assert _api_posts(server) == len(ids)
+    assert _statuses(out) == ["failed"] * len(ids)
+
+
+def test_no_fail_fast_when_one_of_the_first_rows_succeeds(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(orders={"REAL1": "pending"}, open_orders=False, limits=None)
+    ids = ["MISSING1", "MISSING2", "REAL1", "MISSING3", "MISSING4", "MISSING5", "MISSING6"]
+    result, out = _run(
+        tmp_path,
+        _input(tmp_path, ids),
+        server.env(),
+        "--fail-fast-after",
+        "5",
+        "--concurrency",
+        "1",
+    )
+    assert result.exit_code == 1, result.stderr
+    assert _api_posts(server) == len(ids)
+    assert "not_attempted" not in _statuses(out)
