@@ -15,7 +15,6 @@ import termios
 import threading
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from batch.cli import main
@@ -90,11 +89,6 @@ def test_cron_gets_json_lines_only_each_with_the_run_id(
     assert "4 rows: 2 created, 1 duplicate, 1 invalid" in messages  # the summary, as JSON
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="runner.run_payments makes its own run ID; the CLI cannot pass the one it logs "
-    "with (needs a run_id parameter on run_payments / validate_file)",
-)
 def test_log_lines_and_summary_name_the_same_run(sandbox: SandboxServer, tmp_path: Path) -> None:
     result = CliRunner().invoke(main, _args(tmp_path, _input(tmp_path, ["A1"])), env=sandbox.env())
     assert result.exit_code == 0, result.stderr

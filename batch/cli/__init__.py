@@ -19,6 +19,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -144,11 +145,13 @@ def _errors_to_exit_codes() -> Iterator[None]:
         sys.exit(exc.exit_code)
 
 
-def _logging(run_id: str, log_format: str, quiet: bool, verbose: bool) -> None:
+def _logging(run_id: str, log_format: str, quiet: bool, verbose: bool) -> str:
+    """Configure logging for this run; the run ID goes on every line and into the report."""
     global _json_stderr
     verbosity = -1 if quiet else 1 if verbose else 0
     chosen = configure_logging(run_id=run_id, fmt=log_format, verbosity=verbosity)  # type: ignore[arg-type]
     _json_stderr = chosen == "json"
+    return run_id
 
 
 def _summary(result: RunResult) -> None:
@@ -279,9 +282,7 @@ def run(
     dry_run: bool,
 ) -> None:
     """Create one external payment per row of INPUT (CSV, TSV or XLSX)."""
-    from datetime import UTC, datetime
-
-    _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
+    run_id = _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
     with _errors_to_exit_codes():
         if dry_run:
             result = validate_file(
@@ -290,6 +291,7 @@ def run(
                 columns=columns,
                 report_path=report_path,
                 xlsx=not no_xlsx,
+                run_id=run_id,
             )
             _summary(result)
             sys.exit(result.exit_code)
@@ -322,7 +324,13 @@ def run(
                 scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 options = replace(options, state_path=scratch / "sandbox.sqlite")
             result = asyncio.run(
-                run_payments(options, api_config, progress=progress, on_secret=register_secret)
+                run_payments(
+                    options,
+                    api_config,
+                    progress=progress,
+                    on_secret=register_secret,
+                    run_id=run_id,
+                )
             )
         _summary(result)
         sys.exit(result.exit_code)
@@ -364,12 +372,15 @@ def validate(
 
     Exits 0 when every row is valid, 1 otherwise, 2 for a problem with the file itself.
     """
-    from datetime import UTC, datetime
-
-    _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
+    run_id = _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
     with _errors_to_exit_codes():
         result = validate_file(
-            input_path, sheet=sheet, columns=columns, report_path=report_path, xlsx=not no_xlsx
+            input_path,
+            sheet=sheet,
+            columns=columns,
+            report_path=report_path,
+            xlsx=not no_xlsx,
+            run_id=run_id,
         )
         _summary(result)
         sys.exit(result.exit_code)
@@ -407,8 +418,6 @@ def reconcile(
     Each must exist, belong to its order and carry its row's token, with no other payment
     on the order. Exits 0 when all match, 1 when any does not.
     """
-    from datetime import UTC, datetime
-
     started = datetime.now(UTC)
     _logging(new_run_id(started), log_format, quiet, verbose)
     with _errors_to_exit_codes():
