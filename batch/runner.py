@@ -511,6 +511,7 @@ async def run_payments(
     now: Callable[[], datetime] = _utcnow,
     progress: Progress | None = None,
     on_secret: Callable[[str], None] = lambda _secret: None,
+    run_id: str | None = None,
 ) -> RunResult:
     """Create the external payments of one input file, exactly once, and write the report.
 
@@ -520,7 +521,7 @@ async def run_payments(
     """
     progress = progress or NullProgress()
     started = now()
-    run_id = new_run_id(started)
+    run_id = run_id or new_run_id(started)
     configured = tuple(parse_window(text) for text in options.rate_limits)
     input_file = open_input(options.input_path, sheet=options.sheet, columns=dict(options.columns))
     report_path = options.report_path or default_report_path(options.input_path, started)
@@ -714,10 +715,11 @@ def validate_file(
     report_path: Path | None = None,
     xlsx: bool = True,
     now: Callable[[], datetime] = _utcnow,
+    run_id: str | None = None,
 ) -> RunResult:
     """Check every row offline and write a report with valid / invalid / duplicate."""
     started = now()
-    run_id = new_run_id(started)
+    run_id = run_id or new_run_id(started)
     input_file = open_input(input_path, sheet=sheet, columns=columns)
     path = report_path or default_report_path(input_path, started)
     with ReportWriter(path, extra_headers=input_file.extra_headers, xlsx=xlsx) as writer:
