@@ -29,8 +29,9 @@ against the server's window only.
 ----
 `on_throttled` pauses every waiter until Retry-After, or else until the fullest window
 frees a slot. A 429 within one window after the previous throttling episode ended means
-our picture is wrong: every limit is halved (floor 1). Each accepted request gives back
-one request of the largest window's limit, up to the configured/learned limit.
+our picture is wrong: every configured limit is halved (floor 1); the server's advertised
+window is kept as stated. Each accepted request gives back one request of the largest
+window's limit, up to the configured limit.
 """
 
 from __future__ import annotations
@@ -214,16 +215,20 @@ class RateLimiter:
 
     @property
     def windows(self) -> tuple[Window, ...]:
-        """The effective windows: configured, tightened or joined by the server's, scaled."""
+        """The effective windows: configured (scaled), tightened or joined by the server's.
+
+        The server's own window is never scaled: it states the server's count exactly, so
+        cutting it only wastes budget (the configured windows take the cuts).
+        """
         server = self._server
-        found = list(self._configured)
+        found = [self._scaled(w) for w in self._configured]
         if server is not None and server.limit < _implied_limit(found, server.seconds):
             same = [i for i, w in enumerate(found) if w.seconds == server.seconds]
             for i in same:
                 found[i] = server
             if not same:
                 found.append(server)
-        return tuple(self._scaled(w) for w in found)
+        return tuple(found)
 
     @property
     def pad(self) -> float:
@@ -242,7 +247,7 @@ class RateLimiter:
         ]
         if self._server is not None:
             # Always enforced, even when looser: foreign sends count against it alone.
-            server = self._scaled(self._server)
+            server = self._server
             sends = sorted(self._sends + self._foreign) if self._foreign else self._sends
             rules.append((server.limit, server.seconds + pad, sends))
         return rules
