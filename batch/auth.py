@@ -235,6 +235,9 @@ class BearerAuth(httpx.Auth):
         value = await self._provider.token()
         request.headers["Authorization"] = f"Bearer {value}"
         response = yield request
+        # httpx reads the body for `requires_response_body` only in its own flows, not in
+        # an overridden one; without this a streamed 401 raises ResponseNotRead.
+        await response.aread()
         if is_invalid_token(response):
             value = await self._provider.rejected(value)
             request.headers["Authorization"] = f"Bearer {value}"

@@ -68,6 +68,10 @@ REPORT_CHUNK = 500
 MAX_WORKERS = 64
 ASSUMED_LATENCY = 1.0  # seconds, until the first answers tell us better
 FAIL_FAST_STATUSES = frozenset({401, 403, 404})
+# A refusal of our credential or its permissions, not of the row: not resent in this run,
+# but left retryable so the next run sends it again (a permanent failure is only resent
+# once its payload changes, and finance cannot fix a permission by editing the row).
+CREDENTIAL_STATUSES = frozenset({401, 403})
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
@@ -146,6 +150,9 @@ class PaymentRun:
         self.queue: asyncio.Queue[InputRow] = asyncio.Queue(maxsize=MAX_WORKERS * 2)
         self.unknown: dict[str, tuple[InputRow, float]] = {}  # order → (row, look up after)
         self.unknown_added = asyncio.Event()
+        # POSTs per order in this run: --max-attempts bounds these, not the journal's total,
+        # which also counts earlier runs' sends.
+        self.sends: Counter[str] = Counter()
         self.work = _Work()
         self.in_flight = 0
         self.target_in_flight = options.concurrency or self._little(ASSUMED_LATENCY)
@@ -274,6 +281,8 @@ class PaymentRun:
             answer = await self.api.create_external_payment(row, before_send=mark_sending)
             self._learn_latency(self.clock() - started)
             outcome = answer.outcome
+            if outcome is not Outcome.THROTTLED:
+                self.sends[row.order_id] += 1
             if outcome is Outcome.CREATED:
                 await self.journal.write(
                     partial(
@@ -305,7 +314,9 @@ class PaymentRun:
                 self._await_settling(row, self.wall())
                 return
             if outcome is Outcome.PERMANENT:
-                await self._record(row, RowState.FAILED, answer, attempts=1)
+                credential = answer.http_status in CREDENTIAL_STATUSES
+                state = RowState.RETRYABLE if credential else RowState.FAILED
+                await self._record(row, state, answer, attempts=1)
                 self._observe_first(answer.http_status, answer.error_code)
                 self.progress.advance(RowStatus.FAILED)
                 return
@@ -383,7 +394,7 @@ class PaymentRun:
                 await self._settled_created(row, record, payments)
                 self.work.done()
                 continue
-            exhausted = record.attempts >= self.options.max_attempts
+            exhausted = self.sends[order_id] >= self.options.max_attempts
             state = RowState.RETRYABLE if exhausted else RowState.PENDING
             keep = record if exhausted else None  # a retryable row keeps its last error
             await self.journal.write(
