@@ -22,6 +22,7 @@ from batch.backoff import Backoff
 from batch.policy import Outcome, outcome_of_error, outcome_of_status
 from batch.ratelimit import RateLimiter
 from batch.rows import InputRow, token_hash
+from batch.transport import AiohttpTransport
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +65,15 @@ class _UnattributedError(Exception):
 
 
 def open_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
-    """The shared AsyncClient: a pool as wide as the concurrency, a short connect timeout."""
+    """The shared AsyncClient: aiohttp's pool underneath, as wide as the concurrency."""
+    transport = AiohttpTransport(
+        connect_timeout=min(timeout, 10.0),
+        read_timeout=timeout,
+        max_connections=concurrency + 2,
+    )
     return httpx.AsyncClient(
+        transport=transport,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None),
-        limits=httpx.Limits(max_connections=concurrency + 2, max_keepalive_connections=concurrency),
         follow_redirects=False,
         trust_env=False,
     )

@@ -361,16 +361,31 @@ class Journal:
     def _update(
         self, order_id: str, state: RowState, *, attempts_delta: int = 0, **values: Any
     ) -> None:
+        # One statement on the hot path: the allowed predecessors are part of the WHERE, and
+        # only a miss pays for reading the row back to say what was wrong.
+        sources = _SOURCES[state]
+        names = ["state", *values]
+        sets = ", ".join(f"{name}=?" for name in names)
+        marks = ",".join("?" * len(sources))
+        cursor = self._db.execute(
+            f"UPDATE payments SET {sets}, attempts = attempts + ? "  # noqa: S608
+            f"WHERE order_id = ? AND state IN ({marks})",
+            (state.value, *values.values(), attempts_delta, order_id, *sources),
+        )
+        if cursor.rowcount == 1:
+            return
         record = self.get(order_id)
         if record is None:
             raise StateError(f"order {order_id}: not in the state file")
         self._move(record, state)
-        names = ["state", *values]
-        sets = ", ".join(f"{name}=?" for name in names)
-        self._db.execute(
-            f"UPDATE payments SET {sets}, attempts = attempts + ? WHERE order_id = ?",  # noqa: S608
-            (state.value, *values.values(), attempts_delta, order_id),
-        )
+        raise StateError(f"order {order_id}: update to {state} did not apply")
+
+
+# For each state, the states it may be entered from (TRANSITIONS read backwards).
+_SOURCES: dict[RowState, tuple[str, ...]] = {
+    target: tuple(s.value for s, allowed in TRANSITIONS.items() if target in allowed)
+    for target in RowState
+}
 
 
 class AsyncJournal:

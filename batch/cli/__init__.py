@@ -43,7 +43,6 @@ from batch.progress import NullProgress, Progress
 from batch.ratelimit import parse_window
 from batch.reconcile import reconcile_state
 from batch.runner import RunResult, new_run_id, run_payments, validate_file
-from batch.sandbox import SandboxConfig, SandboxServer
 
 log = logging.getLogger("batch.cli")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -341,6 +340,8 @@ def _api_config(sandbox: bool) -> Iterator[ApiConfig]:
     if not sandbox:
         yield ApiConfig.from_env(os.environ)
         return
+    from batch.sandbox import SandboxConfig, SandboxServer  # the server only when asked for
+
     with SandboxServer(SandboxConfig()) as server:
         log.info("sandbox listening", extra={"url": server.base_url})
         yield ApiConfig.from_env(server.env())
@@ -444,7 +445,7 @@ def sandbox(sandbox_args: tuple[str, ...]) -> None:
     Takes the options of `python -m batch.sandbox` (see `paybatch sandbox --help`):
     --port, --open-orders, --limit, --latency-ms and the fault probabilities.
     """
-    from batch.sandbox import serve
+    from batch.sandbox import SandboxServer, serve
     from batch.sandbox.__main__ import config_from_args, parser
 
     args = parser().parse_args(sandbox_args)

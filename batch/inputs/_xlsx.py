@@ -8,11 +8,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
-
-from openpyxl import load_workbook
-from openpyxl.workbook.workbook import Workbook
+from typing import TYPE_CHECKING
 
 from batch.errors import InputFileError
+
+if TYPE_CHECKING:
+    from openpyxl.workbook.workbook import Workbook
 from batch.inputs import _messages as msg
 from batch.inputs._detect import open_bytes
 
@@ -48,6 +49,10 @@ def _workbook(path: Path) -> Iterator[Workbook]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                # Imported here: openpyxl (and numpy behind it) costs ~0.3 s at start-up,
+                # which a CSV run should not pay.
+                from openpyxl import load_workbook
+
                 wb = load_workbook(fh, read_only=True, data_only=True)
         except Exception:  # openpyxl raises many kinds for a damaged zip or XML part
             raise InputFileError(msg.CORRUPT_XLSX.format(name=path.name)) from None
