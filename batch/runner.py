@@ -236,7 +236,10 @@ class PaymentRun:
                     self._await_settling(row, record.sent_at)
                 else:
                     self.work.add()
-                    await self._until(self.queue.put(row))
+                    if self.queue.full():
+                        await self._until(self.queue.put(row))
+                    else:
+                        self.queue.put_nowait(row)
                     if self.stopping.is_set():
                         return
             self.progress.eta(self.limiter.min_duration(self.work.outstanding))

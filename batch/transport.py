@@ -28,7 +28,7 @@ import httpx
 from yarl import URL
 
 # Hop-by-hop and framing headers aiohttp sets itself from the body it sends.
-_SKIP_HEADERS = frozenset({"content-length", "transfer-encoding", "connection"})
+_SKIP_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 
 
 def _mapped(error: BaseException, request: httpx.Request) -> httpx.TransportError:
@@ -73,7 +73,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session = self._open()
-        headers = [(k, v) for k, v in request.headers.items() if k.lower() not in _SKIP_HEADERS]
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in request.headers.raw
+            if k.lower() not in _SKIP_HEADERS
+        ]
         body = await request.aread()
         try:
             async with session.request(
@@ -85,7 +89,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 compress=None,
             ) as answer:
                 content = await answer.read()
-                raw_headers = [(k, v) for k, v in answer.raw_headers]
+                raw_headers = list(answer.raw_headers)
                 status = answer.status
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise _mapped(exc, request) from exc
