@@ -133,6 +133,7 @@ class PaymentRun:
         sleep: Sleep,
         wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
+        total_rows: int = 0,
     ) -> None:
         self.run_id = run_id
         self.input = input_file
@@ -160,6 +161,9 @@ class PaymentRun:
         self.capacity = asyncio.Condition()
         self.fail_fast: AuthRefusedError | None = None
         self.crashed: Exception | None = None
+        self.total_rows = total_rows
+        self.finished = 0
+        self._eta_at = -math.inf
         self._first_failures: list[tuple[int | None, str]] = []
         self._first_outcomes = 0
 
@@ -224,12 +228,12 @@ class PaymentRun:
             )
             for row in chunk:
                 if row.problem is not None:
-                    self.progress.advance(str(row.status_if_refused))
+                    self._advance(str(row.status_if_refused))
                     continue
                 plan, record = plans[row.order_id]
                 if plan is Plan.SKIP:
                     assert record is not None
-                    self.progress.advance(_skip_status(record))
+                    self._advance(_skip_status(record))
                 elif plan is Plan.SETTLE:
                     assert record is not None
                     self.work.add()
@@ -242,7 +246,6 @@ class PaymentRun:
                         self.queue.put_nowait(row)
                     if self.stopping.is_set():
                         return
-            self.progress.eta(self.limiter.min_duration(self.work.outstanding))
 
     # -- sending --------------------------------------------------------------------
 
@@ -299,7 +302,7 @@ class PaymentRun:
                     )
                 )
                 self._observe_first(answer.http_status, "")
-                self.progress.advance(RowStatus.CREATED)
+                self._advance(RowStatus.CREATED)
                 return
             if outcome is Outcome.THROTTLED:
                 await self._record(row, RowState.PENDING, answer, attempts=0)
@@ -321,13 +324,13 @@ class PaymentRun:
                 state = RowState.RETRYABLE if credential else RowState.FAILED
                 await self._record(row, state, answer, attempts=1)
                 self._observe_first(answer.http_status, answer.error_code)
-                self.progress.advance(RowStatus.FAILED)
+                self._advance(RowStatus.FAILED)
                 return
             # NOT_SENT or REFUSED: the server did not take it; back off and resend.
             failures += 1
             if self.backoff.gives_up(failures, self.clock() - first) or self.stopping.is_set():
                 await self._record(row, RowState.RETRYABLE, answer, attempts=1)
-                self.progress.advance(RowStatus.FAILED)
+                self._advance(RowStatus.FAILED)
                 return
             await self._record(row, RowState.PENDING, answer, attempts=1)
             await self.sleep(self.backoff.delay(failures, self.rng))
@@ -382,7 +385,7 @@ class PaymentRun:
             log.error("lookup failed, %d rows stay unknown: %s", len(order_ids), exc)
             for order_id in order_ids:
                 self.unknown.pop(order_id)
-                self.progress.advance(RowStatus.FAILED)
+                self._advance(RowStatus.FAILED)
                 self.work.done()
             return
         by_order: dict[str, list[FoundPayment]] = {}
@@ -413,7 +416,7 @@ class PaymentRun:
                 )
             )
             if exhausted or self.stopping.is_set():
-                self.progress.advance(RowStatus.FAILED)
+                self._advance(RowStatus.FAILED)
                 self.work.done()
                 continue
             log.info("row %d: no payment found for order %s; resending", row.row, order_id)
@@ -440,9 +443,19 @@ class PaymentRun:
             )
         )
         mine_now = created_by == self.run_id
-        self.progress.advance(RowStatus.CREATED if mine_now else RowStatus.ALREADY_CREATED)
+        self._advance(RowStatus.CREATED if mine_now else RowStatus.ALREADY_CREATED)
 
     # -- adapting ---------------------------------------------------------------------
+
+    def _advance(self, status: str) -> None:
+        """One row reached its status; refresh the rate-limit ETA at most once a second."""
+        self.progress.advance(status)
+        self.finished += 1
+        now = self.clock()
+        if now - self._eta_at >= 1.0:
+            self._eta_at = now
+            left = max(0, self.total_rows - self.finished)
+            self.progress.eta(self.limiter.min_duration(left))
 
     def _little(self, latency: float) -> int:
         windows = self.limiter.windows
@@ -659,7 +672,8 @@ async def _send_all(
     except (AuthRefusedError, TokenUnavailableError) as exc:
         return _Sent(environment="unknown", exit_code=exc.exit_code, message=str(exc))
     environment, api, limiter = conn.environment, conn.api, conn.limiter
-    progress.start(input_file.count())
+    total_rows = input_file.count()
+    progress.start(total_rows)
     with Shutdown() as shutdown:
         job = PaymentRun(
             run_id=run_id,
@@ -673,6 +687,7 @@ async def _send_all(
             clock=clock,
             sleep=sleep,
             wall=wall,
+            total_rows=total_rows,
         )
         try:
             await job.execute()
