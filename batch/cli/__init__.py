@@ -95,6 +95,8 @@ OUTPUT_OPTIONS = (
         help="CSV report to write (default: reports/<input-stem>-<UTC time>.csv).",
     ),
     click.option("--no-xlsx", is_flag=True, help="Do not write the XLSX report beside the CSV."),
+)
+LOG_OPTIONS = (
     click.option(
         "--log-format",
         type=click.Choice(["auto", "text", "json"]),
@@ -116,7 +118,14 @@ def input_options(fn: F) -> F:
 
 def output_options(fn: F) -> F:
     """Report and logging options shared by the commands that write a report."""
-    for option in reversed(OUTPUT_OPTIONS):
+    for option in reversed(OUTPUT_OPTIONS + LOG_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def log_options(fn: F) -> F:
+    """Logging options, for the commands without a row report."""
+    for option in reversed(LOG_OPTIONS):
         fn = option(fn)
     return fn
 
@@ -402,15 +411,7 @@ def validate(
     type=click.Path(dir_okay=False, path_type=Path),
     help="CSV of findings (default: reports/reconcile-<UTC time>.csv).",
 )
-@click.option(
-    "--log-format",
-    type=click.Choice(["auto", "text", "json"]),
-    default="auto",
-    show_default=True,
-    help="auto: text on a terminal, JSON lines otherwise.",
-)
-@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
-@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+@log_options
 def reconcile(
     state_path: Path, report_path: Path | None, log_format: str, quiet: bool, verbose: bool
 ) -> None:
