@@ -193,8 +193,7 @@ class CommerceLayer:
                 if payment is None:
                     raise _UnattributedError
                 found.append(payment)
-            meta = doc.get("meta") or {}
-            pages = int(meta.get("page_count") or 1)
+            pages = _page_count(doc, page)
             page += 1
         return found
 
@@ -260,6 +259,20 @@ class CommerceLayer:
         else:
             self._limiter.on_accepted()
         return response
+
+
+def _page_count(doc: dict[str, Any], page: int) -> int:
+    """Pages to read: meta.page_count, else record_count / page size, else follow links.next."""
+    meta: dict[str, Any] = doc["meta"] if isinstance(doc.get("meta"), dict) else {}
+    try:
+        if meta.get("page_count") is not None:
+            return int(meta["page_count"])
+        if meta.get("record_count") is not None:
+            return max(1, -(-int(meta["record_count"]) // LOOKUP_BATCH))
+    except (TypeError, ValueError):
+        pass
+    links: dict[str, Any] = doc["links"] if isinstance(doc.get("links"), dict) else {}
+    return page + 1 if links.get("next") else page
 
 
 def _json(response: httpx.Response) -> Any:

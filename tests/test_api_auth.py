@@ -260,3 +260,33 @@ def test_lookup_without_order_linkage_falls_back_to_one_order_per_request() -> N
     found = asyncio.run(api.external_payments_for(["O1", "O2", "O3"]))
     assert [(p.id, p.order_id) for p in found] == [("P2", "O2")]
     assert [q.get("filter[q][order_id_eq]") for q in queries] == [None, "O1", "O2", "O3"]
+
+
+@pytest.mark.parametrize(
+    "meta_and_links",
+    [
+        lambda page: ({"record_count": 30}, {}),
+        lambda page: ({}, {"next": "https://x/next"} if page == 1 else {}),
+    ],
+    ids=["record_count", "links.next"],
+)
+def test_lookup_pages_without_page_count(meta_and_links: Callable[[int], tuple]) -> None:  # type: ignore[type-arg]
+    pages: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return token_response("opaque")
+        page = int(request.url.params["page[number]"])
+        pages.append(str(page))
+        meta, links = meta_and_links(page)
+        item = {
+            "id": f"P{page}",
+            "attributes": {},
+            "relationships": {"order": {"data": {"type": "orders", "id": "O1"}}},
+        }
+        return httpx.Response(200, json={"data": [item], "meta": meta, "links": links})
+
+    api, _ = make_api(handler)
+    found = asyncio.run(api.external_payments_for(["O1"]))
+    assert pages == ["1", "2"]
+    assert [p.id for p in found] == ["P1", "P2"]
