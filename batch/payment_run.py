@@ -409,9 +409,12 @@ class PaymentRun:
             self.progress.eta(self.limiter.min_duration(left))
 
     def _little(self, latency: float) -> int:
+        """In flight: Little's law for the sustained rate, but at least the shortest window's
+        burst, so a freed window refills within one latency instead of trickling."""
         windows = self.limiter.windows
         rate = min(w.limit / w.seconds for w in windows)
-        return concurrency_for(rate, latency, cap=MAX_WORKERS)
+        burst = min(windows, key=lambda w: w.seconds).limit
+        return min(MAX_WORKERS, max(concurrency_for(rate, latency, cap=MAX_WORKERS), burst))
 
     def _learn_latency(self, seconds: float) -> None:
         if self.options.concurrency:

@@ -85,8 +85,12 @@ def drive(
     n: int,
     workers: int,
     latency: Callable[[], float],
+    one_way: float = 0.5,
 ) -> tuple[list[float], list[float]]:
-    """n requests through `workers` concurrent workers; returns (send times, arrival times)."""
+    """n requests through `workers` concurrent workers; returns (send times, arrival times).
+
+    A request is counted `one_way` of its round trip after it is sent (half, by default).
+    """
     sends: list[float] = []
     arrivals: list[float] = []
     left = [n]
@@ -98,7 +102,7 @@ def drive(
             sent = clock.now
             took = latency()
             sends.append(sent)
-            arrivals.append(sent + took)
+            arrivals.append(sent + one_way * took)
             await asyncio.sleep(took)
             limiter.record_latency(took)
             limiter.on_accepted()
@@ -313,19 +317,19 @@ def test_waiter_wakes_early_when_the_server_relents() -> None:
 
 def test_without_the_pad_jitter_overruns_and_with_it_does_not() -> None:
     window = Window(2, 1.0)
-    trips = iter([0.5, 0.5, 0.1])
+    trips = iter([1.0, 1.0, 0.2])
 
     clock = VirtualClock()
     blind = RateLimiter([window], clock=clock, margin=0.0)
     _, arrivals = drive(blind, clock, 3, workers=3, latency=lambda: next(trips))
     assert overruns(arrivals, [window])  # a slow pair then a fast one land in one window
 
-    trips = iter([0.5, 0.5, 0.1])
+    trips = iter([1.0, 1.0, 0.2])
     clock = VirtualClock()
     padded = RateLimiter([window], clock=clock, margin=0.01)
-    padded.record_latency(0.1)
-    padded.record_latency(0.5)
-    assert padded.pad == pytest.approx(0.41)
+    padded.record_latency(0.2)
+    padded.record_latency(1.0)
+    assert padded.pad == pytest.approx(0.41)  # margin + half the round-trip spread
     _, arrivals = drive(padded, clock, 3, workers=3, latency=lambda: next(trips))
     assert not overruns(arrivals, [window])
 
@@ -598,3 +602,179 @@ def test_real_clock_smoke() -> None:
 
     took = asyncio.run(main())
     assert 0.04 <= took < 1.0
+
+
+# -- learning the server's real windows from 429s ---------------------------------------
+
+
+class ScriptedServer:
+    """Sliding windows counted at arrival; a 429 is not counted and says when to retry."""
+
+    def __init__(self, windows: Sequence[Window]) -> None:
+        self.windows = list(windows)
+        self.accepted: list[float] = []
+
+    def check(self, at: float) -> float | None:
+        """None if the request arriving at `at` is accepted, else its Retry-After (whole s)."""
+        waits = []
+        for w in self.windows:
+            inside = [t for t in self.accepted if t > at - w.seconds]
+            if len(inside) >= w.limit:
+                waits.append(inside[-w.limit] + w.seconds - at)
+        if waits:
+            return float(max(1, -int(-max(waits) // 1)))
+        self.accepted.append(at)
+        return None
+
+
+def serve(
+    limiter: RateLimiter, server: ScriptedServer, n: int, workers: int, seed: int
+) -> list[float]:
+    """n requests against `server`, resent after 429s; returns the times of the 429s.
+
+    Like the sandbox: a request arrives 2 ms after it is sent, a 429 comes straight back,
+    an accepted request answers 40-160 ms after it is sent.
+    """
+    clock = limiter._clock
+    assert isinstance(clock, VirtualClock)
+    rng = random.Random(seed)
+    left = [n]
+    refused: list[float] = []
+
+    async def worker() -> None:
+        while left[0] > 0:
+            left[0] -= 1
+            while True:
+                await asyncio.sleep(rng.uniform(0.0, 0.002))  # the worker's own work
+                await limiter.acquire()
+                sent = clock.now
+                await asyncio.sleep(0.002)
+                retry_after = server.check(clock.now)
+                if retry_after is not None:
+                    await asyncio.sleep(0.002)
+                    limiter.record_latency(clock.now - sent)
+                    limiter.on_throttled(retry_after)
+                    refused.append(clock.now)
+                    continue
+                await asyncio.sleep(rng.uniform(0.04, 0.16) - 0.002)
+                limiter.record_latency(clock.now - sent)
+                limiter.on_accepted()
+                break
+
+    async def main() -> None:
+        await asyncio.gather(*(worker() for _ in range(workers)))
+
+    run_virtual(clock, main)
+    assert len(server.accepted) == n
+    return refused
+
+
+TRUE_WINDOWS = (Window(25, 1.0), Window(100, 6.0))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_mis_told_limiter_learns_the_true_windows_then_stops_hitting_429s(seed: int) -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter([Window(50, 1.0), Window(200, 6.0)], clock=clock)
+    refused = serve(limiter, ScriptedServer(TRUE_WINDOWS), 600, workers=25, seed=seed)
+    assert limiter.windows == TRUE_WINDOWS
+    assert limiter.stats.learned >= 2
+    assert limiter.stats.decreases == 0
+    # One episode per wrong window (plus one that widens the pad), then none. An episode
+    # refuses a whole burst that was already in flight when its first 429 came back.
+    episodes = [b for a, b in itertools.pairwise([-1.0, *refused]) if b - a > 0.5]
+    assert 2 <= len(episodes) <= 3
+    assert len(refused) <= 0.06 * 600
+    assert max(refused) < 20.0
+    ideal = greedy_schedule(TRUE_WINDOWS, 600)[-1]
+    assert clock.now < ideal * 1.15
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_told_limiter_never_hits_a_429(seed: int) -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter(TRUE_WINDOWS, clock=clock)
+    refused = serve(limiter, ScriptedServer(TRUE_WINDOWS), 400, workers=25, seed=seed)
+    assert refused == []
+    assert limiter.windows == TRUE_WINDOWS
+    ideal = greedy_schedule(TRUE_WINDOWS, 400)[-1]
+    assert clock.now < ideal * 1.05
+
+
+def test_only_the_window_that_was_wrong_is_learned() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter([Window(25, 1.0), Window(200, 6.0)], clock=clock)
+    refused = serve(limiter, ScriptedServer(TRUE_WINDOWS), 400, workers=25, seed=5)
+    assert limiter.windows == TRUE_WINDOWS
+    assert refused
+    assert max(refused) < 20.0
+
+
+def _refuse(limiter: RateLimiter, clock: VirtualClock, sent: float, retry_after: float) -> None:
+    limiter.record_latency(clock.now - sent)
+    limiter.on_throttled(retry_after)
+
+
+def test_a_429_at_our_own_limit_widens_the_pad_before_anything_else() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter([Window(4, 1.0)], clock=clock, margin=0.01)
+    limiter.record_latency(0.1)
+    limiter.record_latency(0.3)
+    assert limiter.pad == pytest.approx(0.11)
+
+    async def four() -> None:
+        for _ in range(4):
+            await limiter.acquire()
+            clock.now += 0.1
+
+    run_virtual(clock, four)
+    _refuse(limiter, clock, sent=0.3, retry_after=1.0)  # the 4th: our window was full
+    assert limiter.pad == pytest.approx(0.21)  # the whole spread now
+    assert limiter.windows == (Window(4, 1.0),)
+    assert limiter.stats.learned == limiter.stats.decreases == 0
+
+
+def test_a_429_well_below_our_limit_is_learned_and_never_loosened() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter([Window(10, 1.0), Window(40, 10.0)], clock=clock, margin=0.0)
+
+    async def five() -> None:
+        for _ in range(5):
+            await limiter.acquire()
+            clock.now += 0.01
+
+    run_virtual(clock, five)
+    clock.now = 0.05
+    _refuse(limiter, clock, sent=0.04, retry_after=1.0)  # 4 got in before the 5th: 4/1s
+    assert limiter.windows == (Window(4, 1.0), Window(40, 10.0))
+    assert limiter.stats.learned == 1
+    # The cut-and-recover fallback stays below what was learned.
+    limiter._wide = True
+    for at in (3.0, 5.0):
+        clock.now = at
+        limiter.on_throttled(0.0)
+    assert limiter.stats.decreases == 2
+    assert limiter.windows == (Window(1, 1.0), Window(10, 10.0))
+    seen = []
+    for _ in range(200):
+        limiter.on_accepted()
+        seen.append(limiter.windows)
+    assert seen[-1] == (Window(4, 1.0), Window(40, 10.0))
+    assert all(w[0].limit <= 4 and w[1].limit <= 40 for w in seen)
+
+
+def test_acquire_stays_cheap_with_a_big_window() -> None:
+    clock = VirtualClock()
+    limiter = RateLimiter([Window(1_000_000, 1.0)], clock=clock)
+
+    async def many() -> None:
+        for _ in range(20_000):
+            clock.now += 0.001  # 1,000 requests a second
+            await limiter.acquire()
+            limiter.record_latency(0.05)
+            limiter.on_accepted()
+
+    run_virtual(clock, many)
+    # Pruned as it goes: the log holds about what the window and its history need.
+    assert len(limiter._sends) <= 2 * 1024 + 2_500
+    assert limiter.min_duration(10) == 0.0
