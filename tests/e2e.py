@@ -184,3 +184,33 @@ def rows_in_state(state: Path, *states: str) -> int:
         return 0
     finally:
         db.close()
+
+
+def orders_csv(tmp_path: Path, ids: Sequence[str]) -> Path:
+    """`in/orders.csv` with one row per order id and a distinct token each."""
+    (tmp_path / "in").mkdir(exist_ok=True)
+    path = tmp_path / "in" / "orders.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["order_id", "payment_source_token"])
+        writer.writerows([oid, f"tok_{i:04d}_abcdef"] for i, oid in enumerate(ids))
+    return path
+
+
+def out_args(tmp_path: Path, input_path: Path, *extra: str) -> list[str]:
+    """`paybatch run` writing state, report and summary under `out/`, unpaced for a
+    --no-limits sandbox (pass --log-format and the like in `extra`)."""
+    out = tmp_path / "out"
+    return [
+        "run",
+        str(input_path),
+        "--state",
+        str(out / "state.sqlite"),
+        "--report",
+        str(out / "report.csv"),
+        "--summary-json",
+        str(out / "summary.json"),
+        "--rate-limit",
+        "1000/1s",
+        *extra,
+    ]

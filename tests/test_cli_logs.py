@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import fcntl
 import json
 import os
@@ -16,40 +15,14 @@ import threading
 from pathlib import Path
 
 from click.testing import CliRunner
+from e2e import orders_csv, out_args
 
 from batch.cli import main
 from batch.sandbox import SandboxServer
 
-FAST = ["--rate-limit", "1000/1s"]
 TEXT_LINE = re.compile(
     r"^\d{4}-\d\d-\d\dT[\d:.]+Z (INFO|WARNING|ERROR|DEBUG)\s+\S+ \[(?P<run>[^]]+)\] "
 )
-
-
-def _input(tmp_path: Path, order_ids: list[str]) -> Path:
-    (tmp_path / "in").mkdir(exist_ok=True)
-    path = tmp_path / "in" / "orders.csv"
-    with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["order_id", "payment_source_token"])
-        writer.writerows([oid, f"tok_{i:04d}_abcdef"] for i, oid in enumerate(order_ids))
-    return path
-
-
-def _args(tmp_path: Path, input_path: Path, *extra: str) -> list[str]:
-    out = tmp_path / "out"
-    return [
-        "run",
-        str(input_path),
-        "--state",
-        str(out / "state.sqlite"),
-        "--report",
-        str(out / "report.csv"),
-        "--summary-json",
-        str(out / "summary.json"),
-        *FAST,
-        *extra,
-    ]
 
 
 def _json_lines(stderr: str) -> list[dict[str, object]]:
@@ -67,7 +40,7 @@ def test_cron_gets_json_lines_only_each_with_the_run_id(
     """A real process with stderr on a pipe, as under cron: no text, no bar, no `\\r`."""
     ids = ["A1", "A2", "", "A2"]  # created, created, invalid, duplicate
     proc = subprocess.run(
-        [sys.executable, "-m", "batch", *_args(tmp_path, _input(tmp_path, ids))],
+        [sys.executable, "-m", "batch", *out_args(tmp_path, orders_csv(tmp_path, ids))],
         env={**os.environ, **sandbox.env()},
         capture_output=True,
         timeout=60,
@@ -90,14 +63,18 @@ def test_cron_gets_json_lines_only_each_with_the_run_id(
 
 
 def test_log_lines_and_summary_name_the_same_run(sandbox: SandboxServer, tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, _args(tmp_path, _input(tmp_path, ["A1"])), env=sandbox.env())
+    result = CliRunner().invoke(
+        main, out_args(tmp_path, orders_csv(tmp_path, ["A1"])), env=sandbox.env()
+    )
     assert result.exit_code == 0, result.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert {doc["run_id"] for doc in _json_lines(result.stderr)} == {summary["run_id"]}
 
 
 def test_auto_format_off_a_tty_is_json_in_process(sandbox: SandboxServer, tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, _args(tmp_path, _input(tmp_path, ["A1"])), env=sandbox.env())
+    result = CliRunner().invoke(
+        main, out_args(tmp_path, orders_csv(tmp_path, ["A1"])), env=sandbox.env()
+    )
     assert result.exit_code == 0, result.stderr
     assert len({doc["run_id"] for doc in _json_lines(result.stderr)}) == 1
 
@@ -107,7 +84,7 @@ def test_text_format_carries_the_run_id_on_every_log_line(
 ) -> None:
     result = CliRunner().invoke(
         main,
-        _args(tmp_path, _input(tmp_path, ["A1", "A2"]), "--log-format", "text"),
+        out_args(tmp_path, orders_csv(tmp_path, ["A1", "A2"]), "--log-format", "text"),
         env=sandbox.env(),
     )
     assert result.exit_code == 0, result.stderr
@@ -123,7 +100,7 @@ def test_text_format_carries_the_run_id_on_every_log_line(
 def test_json_format_errors_are_json_too(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,
-        _args(tmp_path, tmp_path / "missing.csv", "--log-format", "json"),
+        out_args(tmp_path, tmp_path / "missing.csv", "--log-format", "json"),
         env={"CL_BASE_URL": "http://127.0.0.1:9", "CL_CLIENT_ID": "x", "CL_CLIENT_SECRET": "y"},
     )
     assert result.exit_code == 2
@@ -135,7 +112,7 @@ def test_json_format_errors_are_json_too(tmp_path: Path) -> None:
 
 def test_quiet_keeps_only_warnings_and_errors(sandbox: SandboxServer, tmp_path: Path) -> None:
     result = CliRunner().invoke(
-        main, _args(tmp_path, _input(tmp_path, ["A1"]), "-q"), env=sandbox.env()
+        main, out_args(tmp_path, orders_csv(tmp_path, ["A1"]), "-q"), env=sandbox.env()
     )
     assert result.exit_code == 0, result.stderr
     assert result.stderr == ""
@@ -164,7 +141,7 @@ def test_on_a_terminal_logs_are_text_with_a_progress_bar(
     reader.start()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "batch", *_args(tmp_path, _input(tmp_path, ids))],
+            [sys.executable, "-m", "batch", *out_args(tmp_path, orders_csv(tmp_path, ids))],
             env={**os.environ, **sandbox.env()},
             stdout=subprocess.PIPE,
             stderr=follower,

@@ -11,6 +11,7 @@ import openpyxl
 import pytest
 import xlsxwriter
 from click.testing import CliRunner, Result
+from e2e import out_args
 from openpyxl.worksheet.worksheet import Worksheet
 
 from batch.cli import main
@@ -64,22 +65,8 @@ def _run(
     sandbox: SandboxServer, tmp_path: Path, input_path: Path
 ) -> tuple[Result, dict[str, object]]:
     out = tmp_path / "out"
-    result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            str(input_path),
-            "--state",
-            str(out / "state.sqlite"),
-            "--report",
-            str(out / "report.csv"),
-            "--summary-json",
-            str(out / "summary.json"),
-            "--log-format",
-            "json",
-        ],
-        env=sandbox.env(),
-    )
+    args = out_args(tmp_path, input_path, "--log-format", "json")
+    result = CliRunner().invoke(main, args, env=sandbox.env())
     summary = json.loads((out / "summary.json").read_text("utf-8"))
     return result, summary
 

@@ -10,46 +10,20 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from e2e import orders_csv, out_args
 
 from batch.cli import main
 from batch.lock import StateLock
 from batch.sandbox import SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
-FAST = ["--rate-limit", "1000/1s"]  # the sandboxes here have no limits; don't pace for them
-
-
-def _input(tmp_path: Path, order_ids: list[str]) -> Path:
-    (tmp_path / "in").mkdir(exist_ok=True)
-    path = tmp_path / "in" / "orders.csv"
-    with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["order_id", "payment_source_token"])
-        writer.writerows([oid, f"tok_{i:04d}_abcdef"] for i, oid in enumerate(order_ids))
-    return path
 
 
 def _run(tmp_path: Path, input_path: Path, env: dict[str, str], *extra: str) -> tuple[Result, Path]:
-    out = tmp_path / "out"
     result = CliRunner().invoke(
-        main,
-        [
-            "run",
-            str(input_path),
-            "--state",
-            str(out / "state.sqlite"),
-            "--report",
-            str(out / "report.csv"),
-            "--summary-json",
-            str(out / "summary.json"),
-            "--log-format",
-            "json",
-            *FAST,
-            *extra,
-        ],
-        env=env,
+        main, out_args(tmp_path, input_path, "--log-format", "json", *extra), env=env
     )
-    return result, out
+    return result, tmp_path / "out"
 
 
 def _statuses(out: Path) -> list[str]:
@@ -64,11 +38,11 @@ def _api_posts(server: SandboxServer) -> int:
 
 
 def test_exit_0_when_every_row_is_created(sandbox: SandboxServer, tmp_path: Path) -> None:
-    result, out = _run(tmp_path, _input(tmp_path, ["A1", "A2", "A3"]), sandbox.env())
+    result, out = _run(tmp_path, orders_csv(tmp_path, ["A1", "A2", "A3"]), sandbox.env())
     assert result.exit_code == 0, result.stderr
     assert _statuses(out) == ["created"] * 3
     # Rerun: nothing is sent again, and already_created still means success.
-    again, out = _run(tmp_path, _input(tmp_path, ["A1", "A2", "A3"]), sandbox.env())
+    again, out = _run(tmp_path, orders_csv(tmp_path, ["A1", "A2", "A3"]), sandbox.env())
     assert again.exit_code == 0, again.stderr
     assert _statuses(out) == ["already_created"] * 3
     assert _api_posts(sandbox) == 3
@@ -78,13 +52,13 @@ def test_exit_1_when_some_rows_are_not_created(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
     server = sandbox_factory(orders={"OK1": "pending", "GONE": "placed"}, limits=None)
-    result, out = _run(tmp_path, _input(tmp_path, ["OK1", "GONE", ""]), server.env())
+    result, out = _run(tmp_path, orders_csv(tmp_path, ["OK1", "GONE", ""]), server.env())
     assert result.exit_code == 1, result.stderr
     assert _statuses(out) == ["created", "failed", "invalid"]
 
 
 def test_exit_2_for_missing_configuration_sends_nothing(tmp_path: Path) -> None:
-    result, out = _run(tmp_path, _input(tmp_path, ["A1"]), {"CL_CLIENT_SECRET": ""})
+    result, out = _run(tmp_path, orders_csv(tmp_path, ["A1"]), {"CL_CLIENT_SECRET": ""})
     assert result.exit_code == 2
     assert "CL_BASE_URL" in result.stderr
     assert "Traceback" not in result.output
@@ -102,7 +76,7 @@ def test_exit_2_for_missing_configuration_sends_nothing(tmp_path: Path) -> None:
 def test_exit_2_for_bad_options(
     sandbox: SandboxServer, tmp_path: Path, args: list[str], needle: str
 ) -> None:
-    result, _ = _run(tmp_path, _input(tmp_path, ["A1"]), sandbox.env(), *args)
+    result, _ = _run(tmp_path, orders_csv(tmp_path, ["A1"]), sandbox.env(), *args)
     assert result.exit_code == 2
     assert needle in result.stderr
     assert sandbox.request_log() == []
@@ -118,13 +92,13 @@ def test_exit_2_for_a_missing_input_file(sandbox: SandboxServer, tmp_path: Path)
 def test_exit_3_while_another_run_holds_the_lock(sandbox: SandboxServer, tmp_path: Path) -> None:
     state = tmp_path / "out" / "state.sqlite"
     with StateLock(state, started_at="2025-01-01T00:00:00Z"):
-        result, out = _run(tmp_path, _input(tmp_path, ["A1", "A2"]), sandbox.env())
+        result, out = _run(tmp_path, orders_csv(tmp_path, ["A1", "A2"]), sandbox.env())
     assert result.exit_code == 3, result.stderr
     assert "state.sqlite.lock" in result.stderr
     assert sandbox.request_log() == []  # not even a token request
     assert not (out / "report.csv").exists()
     # Once the holder is gone the same command goes through.
-    result, _ = _run(tmp_path, _input(tmp_path, ["A1", "A2"]), sandbox.env())
+    result, _ = _run(tmp_path, orders_csv(tmp_path, ["A1", "A2"]), sandbox.env())
     assert result.exit_code == 0, result.stderr
 
 
@@ -133,7 +107,7 @@ def test_exit_4_for_bad_client_credentials_within_seconds(
 ) -> None:
     env = {**sandbox.env(), "CL_CLIENT_SECRET": "not-the-secret"}
     began = time.monotonic()
-    result, out = _run(tmp_path, _input(tmp_path, ["A1", "A2", "A3"]), env)
+    result, out = _run(tmp_path, orders_csv(tmp_path, ["A1", "A2", "A3"]), env)
     assert time.monotonic() - began < 5
     assert result.exit_code == 4, result.stderr
     assert "CL_CLIENT_SECRET" in result.stderr  # says what to check
@@ -151,7 +125,7 @@ def test_exit_4_when_the_first_rows_all_fail_alike(
     ids = [f"MISSING{i:03d}" for i in range(40)]
     result, out = _run(
         tmp_path,
-        _input(tmp_path, ids),
+        orders_csv(tmp_path, ids),
         server.env(),
         "--fail-fast-after",
         "5",
@@ -170,7 +144,7 @@ def test_exit_4_when_the_first_rows_all_fail_alike(
 def test_fail_fast_can_be_disabled(sandbox_factory: SandboxFactory, tmp_path: Path) -> None:
     server = sandbox_factory(orders={}, open_orders=False, limits=None)
     ids = [f"MISSING{i:03d}" for i in range(8)]
-    result, out = _run(tmp_path, _input(tmp_path, ids), server.env(), "--fail-fast-after", "0")
+    result, out = _run(tmp_path, orders_csv(tmp_path, ids), server.env(), "--fail-fast-after", "0")
     assert result.exit_code == 1, result.stderr
     assert _api_posts(server) == len(ids)
     assert _statuses(out) == ["failed"] * len(ids)
@@ -183,7 +157,7 @@ def test_no_fail_fast_when_one_of_the_first_rows_succeeds(
     ids = ["MISSING1", "MISSING2", "REAL1", "MISSING3", "MISSING4", "MISSING5", "MISSING6"]
     result, out = _run(
         tmp_path,
-        _input(tmp_path, ids),
+        orders_csv(tmp_path, ids),
         server.env(),
         "--fail-fast-after",
         "5",
