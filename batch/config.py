@@ -13,7 +13,6 @@ from batch.errors import InsecureURLError, UsageError
 DEFAULT_AUTH_URL = "https://auth.commercelayer.io/oauth/token"
 DEFAULT_TIMEOUT = 30.0
 DEFAULT_STATE_PATH = Path("reports/paybatch.sqlite")
-DEFAULT_REPORT_DIR = Path("reports")
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_FAIL_FAST_AFTER = 20
 DEFAULT_GRACE_SECONDS = 10.0
