@@ -19,6 +19,7 @@ from urllib.parse import quote
 import httpx
 
 from batch.backoff import Backoff
+from batch.errors import PaybatchError
 from batch.policy import Outcome, outcome_of_error, outcome_of_status
 from batch.ratelimit import RateLimiter
 from batch.rows import InputRow, token_hash
@@ -56,8 +57,10 @@ class FoundPayment:
 HttpClient = httpx.AsyncClient  # what the runner is handed, without importing httpx itself
 
 
-class LookupFailedError(Exception):
+class LookupFailedError(PaybatchError):
     """A lookup could not be completed; the rows it was for stay unknown."""
+
+    exit_code = 1
 
 
 class _UnattributedError(Exception):
@@ -168,6 +171,8 @@ class CommerceLayer:
 
     async def external_payment(self, payment_id: str) -> FoundPayment | None:
         """One external payment by ID, with its order; None when the server has no such ID."""
+        if not payment_id:
+            return None
         path = f"/api/external_payments/{quote(payment_id, safe='')}"
         doc = await self._get_json(path, {"include": "order"}, missing_ok=True)
         if doc is None:

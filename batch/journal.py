@@ -88,7 +88,7 @@ TRANSITIONS: dict[RowState, frozenset[RowState]] = {
         {RowState.CREATED, RowState.PENDING, RowState.RETRYABLE, RowState.UNKNOWN}
     ),
     RowState.RETRYABLE: frozenset({RowState.PENDING}),
-    RowState.FAILED: frozenset({RowState.PENDING}),
+    RowState.FAILED: frozenset({RowState.PENDING, RowState.RETRYABLE}),
     RowState.CREATED: frozenset(),
 }
 
@@ -148,6 +148,10 @@ def _record(values: Sequence[Any]) -> Record:
     )
 
 
+def binding(api_host: str, environment: str) -> str:
+    return f"{environment}@{api_host}"
+
+
 def plan_for(record: Record | None, row: InputRow) -> Plan:
     """The decision table for a valid row (see the module docstring)."""
     if record is None:
@@ -202,6 +206,27 @@ class Journal:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+
+    def bind(self, *, api_host: str, environment: str) -> None:
+        """Tie the state file to one organization and environment; refuse any other.
+
+        A payment created in one (say, a test rehearsal) must never make a run against
+        another believe the order is paid.
+        """
+        wanted = binding(api_host, environment)
+        bound = self.bound_to()
+        if bound is None:
+            self._db.execute("INSERT INTO meta VALUES ('bound_to', ?)", (wanted,))
+        elif bound != wanted:
+            raise StateError(
+                f"{self.path} holds the payments of {bound}, not {wanted}; "
+                "use a separate --state for each organization and environment"
+            )
+
+    def bound_to(self) -> str | None:
+        """The `environment@host` this state file belongs to, once a run has started."""
+        row = self._db.execute("SELECT value FROM meta WHERE key='bound_to'").fetchone()
+        return None if row is None else str(row[0])
 
     # runs
 
@@ -351,6 +376,16 @@ class Journal:
             updated_at=now,
             attempts_delta=attempts_delta,
         )
+
+    def reopen_failed(self, *, order_ids: list[str]) -> None:
+        """Permanent failures that turned out to be the configuration's: retry next run."""
+        for start in range(0, len(order_ids), 500):
+            chunk = order_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(
+                f"UPDATE payments SET state = ? WHERE state = ? AND order_id IN ({marks})",  # noqa: S608
+                (RowState.RETRYABLE.value, RowState.FAILED.value, *chunk),
+            )
 
     def _move(self, record: Record, state: RowState) -> None:
         if state not in TRANSITIONS[record.state]:

@@ -23,7 +23,7 @@ from functools import partial
 from batch.api import LOOKUP_BATCH, Answer, CommerceLayer, FoundPayment, LookupFailedError
 from batch.backoff import Backoff
 from batch.config import RunOptions
-from batch.errors import AuthRefusedError
+from batch.errors import AuthRefusedError, PaybatchError
 from batch.inputs import InputFile
 from batch.journal import AsyncJournal, Journal, Plan, Record, RowState
 from batch.policy import Outcome
@@ -110,12 +110,13 @@ class PaymentRun:
         self.target_in_flight = options.concurrency or self._little(ASSUMED_LATENCY)
         self.latency = ASSUMED_LATENCY
         self.capacity = asyncio.Condition()
-        self.fail_fast: AuthRefusedError | None = None
+        self.stopped_by: PaybatchError | None = None  # why the run stopped early, if it did
         self.crashed: Exception | None = None
         self.total_rows = total_rows
         self.finished = 0
         self._eta_at = -math.inf
         self._first_failures: list[tuple[int | None, str]] = []
+        self._first_failed_orders: list[str] = []
         self._first_outcomes = 0
 
     # -- the whole run --------------------------------------------------------------
@@ -155,11 +156,21 @@ class PaymentRun:
                     self.options.grace_seconds,
                 )
 
-    def stop(self, reason: AuthRefusedError | None = None) -> None:
-        if reason is not None and self.fail_fast is None:
-            self.fail_fast = reason
+    def stop(self, reason: PaybatchError | None = None) -> None:
+        if reason is not None and self.stopped_by is None:
+            self.stopped_by = reason
             log.error("%s", reason)
         self.stopping.set()
+
+    def _failed(self, where: str, exc: Exception) -> None:
+        """A task hit an error it cannot handle: stop the run; the report is still written."""
+        if isinstance(exc, PaybatchError):  # credentials revoked, token endpoint down, ...
+            self.stop(exc)
+            return
+        log.exception("%s failed unexpectedly", where)
+        if self.crashed is None:
+            self.crashed = exc
+        self.stop()
 
     # -- feeding --------------------------------------------------------------------
 
@@ -211,10 +222,8 @@ class PaymentRun:
                     self.in_flight += 1
                 try:
                     await self._send(row)
-                except Exception as exc:  # a bug or a broken state file: stop, don't hang
-                    log.exception("row %d: sending failed unexpectedly", row.row)
-                    self.crashed = exc
-                    self.stop()
+                except Exception as exc:  # stop, never hang: the journal stays consistent
+                    self._failed(f"row {row.row}", exc)
                 finally:
                     async with self.capacity:
                         self.in_flight -= 1
@@ -252,7 +261,7 @@ class PaymentRun:
                         now=self.wall(),
                     )
                 )
-                self._observe_first(answer.http_status, "")
+                await self._observe_first(answer.http_status, "")
                 self._advance(RowStatus.CREATED)
                 return
             if outcome is Outcome.THROTTLED:
@@ -274,7 +283,7 @@ class PaymentRun:
                 credential = answer.http_status in CREDENTIAL_STATUSES
                 state = RowState.RETRYABLE if credential else RowState.FAILED
                 await self._record(row, state, answer, attempts=1)
-                self._observe_first(answer.http_status, answer.error_code)
+                await self._observe_first(answer.http_status, answer.error_code, row.order_id)
                 self._advance(RowStatus.FAILED)
                 return
             # NOT_SENT or REFUSED: the server did not take it; back off and resend.
@@ -327,7 +336,13 @@ class PaymentRun:
                     self.unknown.pop(order_id)
                     self.work.done()
                 continue
-            await self._settle(ready)
+            try:
+                await self._settle(ready)
+            except Exception as exc:  # the rows stay unknown; the next run settles them
+                for order_id in ready:
+                    if self.unknown.pop(order_id, None) is not None:
+                        self.work.done()
+                self._failed("settling", exc)
 
     async def _settle(self, order_ids: list[str]) -> None:
         try:
@@ -425,14 +440,19 @@ class PaymentRun:
         self.latency = 0.8 * self.latency + 0.2 * seconds
         self.target_in_flight = max(1, self._little(self.latency * 1.5))
 
-    def _observe_first(self, status: int | None, code: str) -> None:
-        """Stop early when the first rows all fail alike with a configuration-looking error."""
+    async def _observe_first(self, status: int | None, code: str, order_id: str = "") -> None:
+        """Stop early when the first rows all fail alike with a configuration-looking error.
+
+        Those rows' failures say nothing about the rows themselves, so they are left
+        retryable: once the configuration is fixed, the rerun sends them.
+        """
         limit = self.options.fail_fast_after
         if not limit or self._first_outcomes >= limit:
             return
         self._first_outcomes += 1
         if status in FAIL_FAST_STATUSES:
             self._first_failures.append((status, code))
+            self._first_failed_orders.append(order_id)
         alike = len(self._first_failures) == limit and len(set(self._first_failures)) == 1
         if self._first_outcomes == limit and alike:
             status, code = self._first_failures[0]
@@ -442,6 +462,9 @@ class PaymentRun:
                     "this looks like a configuration problem (wrong organization, "
                     "environment, scope or permissions), not bad rows; stopped"
                 )
+            )
+            await self.journal.write(
+                partial(Journal.reopen_failed, order_ids=list(self._first_failed_orders))
             )
 
 

@@ -2,7 +2,7 @@
 
     answer                                        outcome    what the runner does
     --------------------------------------------  ---------  -------------------------------
-    201 (or another 2xx with a data.id)           CREATED    record the payment ID
+    2xx with an external payment's data.id        CREATED    record the payment ID
     429                                           THROTTLED  limiter pauses everyone; resend
                                                              the same payload; no attempt
     connect error/timeout, pool timeout           NOT_SENT   never left: resend after backoff
@@ -50,7 +50,6 @@ TRANSPORT_OUTCOMES: tuple[tuple[type[Exception], Outcome], ...] = (
 
 # Status codes with an outcome of their own; the ranges below cover the rest.
 STATUS_OUTCOMES: dict[int, Outcome] = {
-    201: Outcome.CREATED,
     408: Outcome.REFUSED,
     423: Outcome.REFUSED,
     429: Outcome.THROTTLED,

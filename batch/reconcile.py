@@ -18,7 +18,7 @@ from batch.api import LOOKUP_BATCH, CommerceLayer, FoundPayment, HttpClient, ope
 from batch.config import ApiConfig
 from batch.connection import connect
 from batch.errors import StateError
-from batch.journal import Journal, Record, RowState
+from batch.journal import Journal, Record, RowState, binding
 from batch.report import write_table
 
 log = logging.getLogger(__name__)
@@ -128,12 +128,19 @@ def reconcile_state(
     journal = Journal.open(state_path)
     try:
         records = journal.records([RowState.CREATED])
+        bound_to = journal.bound_to()
     finally:
         journal.close()
     on_secret(api_config.client_secret.reveal())
     checks = asyncio.run(
         _audit_online(
-            records, api_config, client=client, clock=clock, sleep=sleep, on_secret=on_secret
+            records,
+            api_config,
+            bound_to=bound_to,
+            client=client,
+            clock=clock,
+            sleep=sleep,
+            on_secret=on_secret,
         )
     )
     write_table(
@@ -160,6 +167,7 @@ async def _audit_online(
     records: list[Record],
     api_config: ApiConfig,
     *,
+    bound_to: str | None,
     client: HttpClient | None,
     clock: Callable[[], float],
     sleep: Callable[[float], Awaitable[None]],
@@ -172,6 +180,9 @@ async def _audit_online(
         conn = await connect(
             client, api_config, windows=(), clock=clock, sleep=sleep, on_secret=on_secret
         )
+        here = binding(api_config.api_host, conn.environment)
+        if bound_to is not None and bound_to != here:
+            raise StateError(f"the state file holds the payments of {bound_to}, not {here}")
         return await audit(conn.api, records)
     finally:
         if owned is not None:

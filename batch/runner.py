@@ -230,6 +230,7 @@ async def _send_all(
     except (AuthRefusedError, TokenUnavailableError) as exc:
         return _Sent(environment="unknown", exit_code=exc.exit_code, message=str(exc))
     environment, api, limiter = conn.environment, conn.api, conn.limiter
+    await journal.read(partial(Journal.bind, api_host=api_config.api_host, environment=environment))
     total_rows = input_file.count()
     progress.start(total_rows)
     with Shutdown() as shutdown:
@@ -247,18 +248,22 @@ async def _send_all(
             wall=wall,
             total_rows=total_rows,
         )
-        try:
-            await job.execute()
-        except TokenUnavailableError as exc:
-            return _Sent(environment=environment, exit_code=exc.exit_code, message=str(exc))
+        await job.execute()
     requests = {**api.requests, "token_requests": conn.provider.refreshes}
     if job.crashed is not None:
-        raise job.crashed
-    if job.fail_fast is not None:
+        # A bug, logged with its traceback; the journal is consistent, so the report
+        # is still written and the rows left in doubt are settled by the next run.
         return _Sent(
             environment=environment,
-            exit_code=job.fail_fast.exit_code,
-            message=str(job.fail_fast),
+            exit_code=1,
+            message=f"stopped by an internal error ({type(job.crashed).__name__}); see the log",
+            requests=requests,
+        )
+    if job.stopped_by is not None:
+        return _Sent(
+            environment=environment,
+            exit_code=job.stopped_by.exit_code,
+            message=str(job.stopped_by),
             requests=requests,
         )
     if shutdown.exit_code is not None:

@@ -167,3 +167,17 @@ def test_no_fail_fast_when_one_of_the_first_rows_succeeds(
     assert result.exit_code == 1, result.stderr
     assert _api_posts(server) == len(ids)
     assert "not_attempted" not in _statuses(out)
+
+
+def test_a_state_file_belongs_to_one_organization_and_environment(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    first = sandbox_factory(open_orders=True, limits=None, token_limit=None)
+    other = sandbox_factory(open_orders=True, limits=None, token_limit=None, mode="live")
+    orders = orders_csv(tmp_path, ["A1", "A2"])
+    result, _ = _run(tmp_path, orders, first.env())
+    assert result.exit_code == 0, result.output
+    result, _ = _run(tmp_path, orders, other.env())
+    assert result.exit_code == 2
+    assert "use a separate --state for each organization and environment" in result.stderr
+    assert _api_posts(other) == 0

@@ -12,7 +12,7 @@ from batch.policy import Outcome, outcome_of_error, outcome_of_status
         (201, True, Outcome.CREATED),
         (200, True, Outcome.CREATED),
         (200, False, Outcome.UNKNOWN),
-        (201, False, Outcome.CREATED),
+        (201, False, Outcome.UNKNOWN),
         (429, False, Outcome.THROTTLED),
         (408, False, Outcome.REFUSED),
         (423, False, Outcome.REFUSED),

@@ -4,6 +4,7 @@ import asyncio
 import base64
 import json
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -77,6 +78,15 @@ class Server:
 
 
 def run(tmp_path: Path, server: Server, orders: list[str], **options: object) -> RunResult:
+    return run_with(tmp_path, server, orders, **options)
+
+
+def run_with(
+    tmp_path: Path,
+    handler: Callable[[httpx.Request], httpx.Response],
+    orders: list[str],
+    **options: object,
+) -> RunResult:
     csv = tmp_path / "in.csv"
     csv.write_text(
         "order_id,payment_source_token\n" + "".join(f"{o},tok_{o}\n" for o in orders),
@@ -89,10 +99,9 @@ def run(tmp_path: Path, server: Server, orders: list[str], **options: object) ->
         xlsx=False,
         settle_delay=0.0,
         rate_limits=("100000/1s",),
-        fail_fast_after=0,
-        **options,  # type: ignore[arg-type]
+        **{"fail_fast_after": 0, **options},  # type: ignore[arg-type]
     )
-    client = httpx.AsyncClient(transport=httpx.MockTransport(server))
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
 
     async def main() -> RunResult:
         async with client:
@@ -224,3 +233,46 @@ def test_retries_are_bounded_and_the_next_run_retries(tmp_path: Path) -> None:
     assert len(server.posts["A"]) == 5
     assert len(server.payments["A"]) == 1
     assert report(tmp_path)["A"]["status"] == "created"
+
+
+def test_token_endpoint_failing_mid_run_still_writes_the_report(tmp_path: Path) -> None:
+    """The token expires mid-run and cannot be renewed: stop, report, settle next run."""
+    server = Server({"B": ["expired"], "C": ["expired"]})
+    original = server.__call__
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token" and server.tokens >= 1:
+            return httpx.Response(503, text="<html>down</html>")
+        if request.url.path == "/oauth/token" or request.method != "POST":
+            return original(request)
+        doc = json.loads(request.content)
+        order = doc["data"]["relationships"]["order"]["data"]["id"]
+        if server.script.get(order) == ["expired"]:
+            return httpx.Response(401, json={"errors": [{"code": "INVALID_TOKEN"}]})
+        return original(request)
+
+    server.__call__ = handler  # type: ignore[method-assign]
+    result = run_with(tmp_path, handler, ["A", "B", "C"], concurrency=1)
+    assert result.exit_code == 1
+    assert "could not get an access token" in result.message
+    lines = report(tmp_path)
+    assert lines["A"]["status"] == "created"
+    assert {lines["B"]["status"], lines["C"]["status"]} <= {"failed", "not_attempted"}
+    # Nothing left claims a payment the server does not have.
+    assert states(tmp_path)["A"] is RowState.CREATED
+
+
+def test_fail_fast_leaves_its_rows_retryable_for_the_fixed_configuration(
+    tmp_path: Path,
+) -> None:
+    not_found = {"errors": [{"code": "RECORD_NOT_FOUND", "status": "404"}]}
+    orders = [f"O{i}" for i in range(5)]
+    wrong_org = Server({o: [r(404, not_found)] for o in orders})
+    result = run(tmp_path, wrong_org, orders, fail_fast_after=3, concurrency=1)
+    assert result.exit_code == 4
+    assert "configuration problem" in result.message
+    assert list(states(tmp_path).values()).count(RowState.RETRYABLE) == 3
+    fixed = Server({})
+    again = run(tmp_path, fixed, orders, fail_fast_after=3)
+    assert again.exit_code == 0
+    assert sorted(fixed.payments) == orders
