@@ -6,6 +6,8 @@
     ├── InputFileError            the input file as a whole is unusable (exit 2)
     ├── LockHeldError             another run holds the state file's lock (exit 3)
     ├── AuthRefusedError          the API refused our credentials or configuration (exit 4)
+    ├── auth.TokenUnavailableError  the token endpoint stayed unreachable (exit 1)
+    ├── api.LookupFailedError     a lookup could not be completed (exit 1)
     ├── StateError                the state file is unusable or of another version (exit 2)
     └── InterruptedRun            SIGINT/SIGTERM stopped the run (exit 130 / 143)
 
