@@ -67,6 +67,26 @@ class _UnattributedError(Exception):
     """A batched lookup returned a payment without its order linkage."""
 
 
+class _NoCookies(httpx.Cookies):
+    def extract_cookies(self, response: httpx.Response) -> None:
+        """Keep nothing: the API authenticates by bearer token, and parsing every
+        response into a cookie jar was 7.5% of the event loop's time."""
+
+
+class _ApiClient(httpx.AsyncClient):
+    """An AsyncClient without a cookie jar; everything else is httpx's own."""
+
+    _no_cookies = _NoCookies()
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        raise TypeError("paybatch's API client keeps no cookies")
+
+
 def open_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
     """The shared AsyncClient: aiohttp's pool underneath, as wide as the concurrency."""
     transport = AiohttpTransport(
@@ -74,7 +94,7 @@ def open_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
         read_timeout=timeout,
         max_connections=concurrency + 2,
     )
-    return httpx.AsyncClient(
+    return _ApiClient(
         transport=transport,
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None),
         follow_redirects=False,

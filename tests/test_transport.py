@@ -131,3 +131,22 @@ def test_created_answer_and_gzip_bodies_read_back() -> None:
     response = asyncio.run(main())
     assert response.status_code == 201
     assert response.json()["data"]["id"] == "P1"
+
+
+def test_the_api_client_keeps_no_cookies(sandbox: SandboxServer) -> None:
+    async def main() -> int:
+        async with open_client(timeout=5.0, concurrency=2) as client:
+            await client.post(
+                sandbox.auth_url,
+                json={
+                    "grant_type": "client_credentials",
+                    "client_id": sandbox.client_id,
+                    "client_secret": sandbox.client_secret,
+                },
+            )
+            client.cookies.extract_cookies(
+                httpx.Response(200, headers={"Set-Cookie": "s=1"}, request=REQUEST)
+            )
+            return len(client.cookies)
+
+    assert asyncio.run(main()) == 0
