@@ -89,13 +89,8 @@ class _ApiClient(httpx.AsyncClient):
 
 def open_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
     """The shared AsyncClient: aiohttp's pool underneath, as wide as the concurrency."""
-    transport = AiohttpTransport(
-        connect_timeout=min(timeout, 10.0),
-        read_timeout=timeout,
-        max_connections=concurrency + 2,
-    )
     return _ApiClient(
-        transport=transport,
+        transport=AiohttpTransport(max_connections=concurrency + 2),
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None),
         follow_redirects=False,
         trust_env=False,

@@ -12,7 +12,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 
 import httpx
@@ -65,7 +65,7 @@ class TokenProvider:
         config: ApiConfig,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], object] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_token: Callable[[str], None] = lambda _token: None,
     ) -> None:
         self._client = client
@@ -186,9 +186,7 @@ class TokenProvider:
         await self._sleep_for(delay)
 
     async def _sleep_for(self, seconds: float) -> None:
-        result = self._sleep(max(0.0, seconds))
-        if asyncio.iscoroutine(result):
-            await result
+        await self._sleep(max(0.0, seconds))
 
 
 def _error_code(response: httpx.Response) -> str:

@@ -45,18 +45,22 @@ def _mapped(error: BaseException, request: httpx.Request) -> httpx.TransportErro
     return httpx.ReadError(text, request=request)
 
 
+def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
+    """httpx's per-request timeouts (the client's `timeout=`), as aiohttp's."""
+    given = request.extensions.get("timeout", {})
+    # aiohttp's `connect` also covers waiting for a pooled connection: still "never sent".
+    return aiohttp.ClientTimeout(
+        total=None,
+        connect=given.get("connect"),
+        sock_connect=given.get("connect"),
+        sock_read=given.get("read"),
+    )
+
+
 class AiohttpTransport(httpx.AsyncBaseTransport):
     """Send httpx requests through one aiohttp ClientSession (created on first use)."""
 
-    def __init__(
-        self, *, connect_timeout: float, read_timeout: float, max_connections: int
-    ) -> None:
-        self._timeout = aiohttp.ClientTimeout(
-            total=None,
-            connect=connect_timeout,
-            sock_connect=connect_timeout,
-            sock_read=read_timeout,
-        )
+    def __init__(self, *, max_connections: int) -> None:
         self._max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
@@ -64,7 +68,6 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         if self._session is None:
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._max_connections),
-                timeout=self._timeout,
                 auto_decompress=False,  # httpx decodes by Content-Encoding itself
                 trust_env=False,
                 skip_auto_headers=("User-Agent", "Accept-Encoding"),
@@ -85,6 +88,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 URL(str(request.url), encoded=True),
                 headers=headers,
                 data=body or None,
+                timeout=_timeout(request),
                 allow_redirects=False,
                 compress=None,
             ) as answer:
