@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 FEED_CHUNK = 256
 MAX_WORKERS = 64
 ASSUMED_LATENCY = 1.0  # seconds, until the first answers tell us better
+RETUNE_SECONDS = 0.05  # how often the in-flight target follows the latency estimate
 FAIL_FAST_STATUSES = frozenset({401, 403, 404})
 # A refusal of our credential or its permissions, not of the row: not resent in this run,
 # but left retryable so the next run sends it again (a permanent failure is only resent
@@ -109,6 +110,7 @@ class PaymentRun:
         self.in_flight = 0
         self.target_in_flight = options.concurrency or self._little(ASSUMED_LATENCY)
         self.latency = ASSUMED_LATENCY
+        self._tuned_at = -math.inf
         self.capacity = asyncio.Condition()
         self.stopped_by: PaybatchError | None = None  # why the run stopped early, if it did
         self.crashed: Exception | None = None
@@ -438,7 +440,10 @@ class PaymentRun:
         if self.options.concurrency:
             return
         self.latency = 0.8 * self.latency + 0.2 * seconds
-        self.target_in_flight = max(1, self._little(self.latency * 1.5))
+        now = self.clock()
+        if now - self._tuned_at >= RETUNE_SECONDS:  # at thousands of answers a second
+            self._tuned_at = now
+            self.target_in_flight = max(1, self._little(self.latency * 1.5))
 
     async def _observe_first(self, status: int | None, code: str, order_id: str = "") -> None:
         """Stop early when the first rows all fail alike with a configuration-looking error.

@@ -177,15 +177,14 @@ class LimiterStats:
     learned: int = 0  # limits tightened to what a 429 showed
 
 
-def _header(headers: Mapping[str, str], name: str) -> float | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            try:
-                number = float(value.strip())
-            except ValueError:
-                return None
-            return number if math.isfinite(number) else None
-    return None
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def _between(log: Sequence[float], low: float, high: float) -> int:
@@ -397,13 +396,14 @@ class RateLimiter:
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Learn the server's window and the budget others use from X-Ratelimit-* headers."""
-        limit = _header(headers, "x-ratelimit-limit")
-        interval = _header(headers, "x-ratelimit-interval")
+        found = {k.lower(): v for k, v in headers.items() if k[:12].lower() == "x-ratelimit-"}
+        limit = _number(found.get("x-ratelimit-limit"))
+        interval = _number(found.get("x-ratelimit-interval"))
         if limit is None or interval is None or limit < 1 or interval <= 0:
             return
         before = self.windows
         self._server = Window(int(limit), interval)
-        remaining = _header(headers, "x-ratelimit-remaining")
+        remaining = _number(found.get("x-ratelimit-remaining"))
         if remaining is not None:
             self._account_foreign(int(limit) - max(0, int(remaining)), interval)
         if self.windows != before:

@@ -22,6 +22,7 @@ aiohttp never retries a request on its own, so a POST leaves at most once per ca
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import aiohttp
 import httpx
@@ -45,16 +46,22 @@ def _mapped(error: BaseException, request: httpx.Request) -> httpx.TransportErro
     return httpx.ReadError(text, request=request)
 
 
+@functools.lru_cache(maxsize=16)
+def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
+    # aiohttp's `connect` also covers waiting for a pooled connection: still "never sent".
+    return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read)
+
+
 def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
     """httpx's per-request timeouts (the client's `timeout=`), as aiohttp's."""
     given = request.extensions.get("timeout", {})
-    # aiohttp's `connect` also covers waiting for a pooled connection: still "never sent".
-    return aiohttp.ClientTimeout(
-        total=None,
-        connect=given.get("connect"),
-        sock_connect=given.get("connect"),
-        sock_read=given.get("read"),
-    )
+    return _client_timeout(given.get("connect"), given.get("read"))
+
+
+@functools.lru_cache(maxsize=64)
+def _yarl(url: str) -> URL:
+    """The same few URLs are sent thousands of times: parse each once."""
+    return URL(url, encoded=True)
 
 
 class AiohttpTransport(httpx.AsyncBaseTransport):
@@ -85,7 +92,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         try:
             async with session.request(
                 request.method,
-                URL(str(request.url), encoded=True),
+                _yarl(str(request.url)),
                 headers=headers,
                 data=body or None,
                 timeout=_timeout(request),
@@ -98,7 +105,11 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise _mapped(exc, request) from exc
         return httpx.Response(
-            status, headers=raw_headers, content=content, request=request, extensions={}
+            status,
+            headers=raw_headers,
+            content=content,
+            request=request,
+            extensions={},
         )
 
     async def aclose(self) -> None:

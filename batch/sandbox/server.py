@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from batch import eventloop
 from batch.sandbox.app import build_app
 from batch.sandbox.config import SandboxConfig
 from batch.sandbox.state import new_sandbox
@@ -115,7 +116,7 @@ class SandboxServer:
 
     def _run(self) -> None:
         try:
-            asyncio.run(self._serve())
+            eventloop.run(self._serve())
         except BaseException as exc:  # reported to start(); a thread has nobody else to tell
             self._failure = exc
             self._ready.set()
