@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-import secrets
+import random
 import string
 import threading
 import time
@@ -16,11 +16,13 @@ from typing import Any
 
 ORDER_STATUSES = ("draft", "pending", "editing", "placing", "placed", "approved", "cancelled")
 _ID_ALPHABET = string.ascii_letters + string.digits
+# Ids only need to look random and not collide; secrets.choice cost 5% of the server's CPU.
+_ids = random.Random()
 
 
 def new_id() -> str:
     """A Commerce Layer-looking resource id: 10 random alphanumerics."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(10))
+    return "".join(_ids.choices(_ID_ALPHABET, k=10))
 
 
 def utc_timestamp() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -14,10 +13,6 @@ from typing import Any
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class TokenIssuer:
@@ -32,7 +27,7 @@ class TokenIssuer:
         self._organization = organization
         self._test = test
         self._ttl = ttl
-        self._expiry: dict[str, float] = {}  # jti -> monotonic expiry
+        self._expiry: dict[str, float] = {}  # access token -> monotonic expiry
 
     def issue(self, client_id: str, scope: str) -> dict[str, Any]:
         """The body of a successful /oauth/token response."""
@@ -50,9 +45,10 @@ class TokenIssuer:
         }
         signing_input = f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}"
         signature = hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha512).digest()
-        self._expiry[jti] = time.monotonic() + self._ttl
+        token = f"{signing_input}.{_b64(signature)}"
+        self._expiry[token] = time.monotonic() + self._ttl
         return {
-            "access_token": f"{signing_input}.{_b64(signature)}",
+            "access_token": token,
             "token_type": "bearer",
             # A whole number, as the real API sends; never 0 so clients do not spin.
             "expires_in": max(1, int(self._ttl)),
@@ -61,17 +57,10 @@ class TokenIssuer:
         }
 
     def valid(self, token: str) -> bool:
-        """True for a token this server signed and that has not expired yet."""
-        parts = token.split(".")
-        if len(parts) != 3:
-            return False
-        signing_input = f"{parts[0]}.{parts[1]}"
-        try:
-            expected = hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha512).digest()
-            if not hmac.compare_digest(expected, _unb64(parts[2])):
-                return False
-            payload = json.loads(_unb64(parts[1]))
-        except (binascii.Error, ValueError, UnicodeError):
-            return False
-        expiry = self._expiry.get(str(payload.get("rand")))
+        """True for a token this server issued that has not expired yet.
+
+        Only issued tokens are known, so a forged or altered one is refused without
+        checking its signature again on every request (that was 12% of the server's CPU).
+        """
+        expiry = self._expiry.get(token)
         return expiry is not None and time.monotonic() < expiry
