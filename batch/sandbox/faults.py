@@ -14,6 +14,9 @@ class FaultPlan:
     def __init__(self, faults: Faults, seed: int | None, started: float) -> None:
         self.faults = faults
         self._rng = random.Random(seed)
+        # Storms draw from their own stream: the n-th create request is stormed or not by the
+        # seed alone, however the other faults' draws interleave with it.
+        self._storms = random.Random(None if seed is None else f"{seed}:storms")
         self._started = started
 
     def roll(self, probability: float) -> bool:
@@ -39,7 +42,7 @@ class FaultPlan:
             phase = (now - self._started) % every
             if phase >= every - length:
                 return max(1, math.ceil(every - phase))
-        if self.roll(self.faults.storm_p):
+        if self.faults.storm_p > 0 and self._storms.random() < self.faults.storm_p:
             return 1
         return None
 
