@@ -105,11 +105,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise _mapped(exc, request) from exc
         return httpx.Response(
-            status,
-            headers=raw_headers,
-            content=content,
-            request=request,
-            extensions={},
+            status, headers=raw_headers, content=content, request=request, extensions={}
         )
 
     async def aclose(self) -> None:
