@@ -23,7 +23,7 @@ from batch.errors import PaybatchError
 from batch.policy import Outcome, outcome_of_error, outcome_of_status
 from batch.ratelimit import RateLimiter
 from batch.rows import InputRow, token_hash
-from batch.transport import AiohttpTransport
+from batch.transport import HttpTransport
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,9 @@ class _ApiClient(httpx.AsyncClient):
 
 
 def open_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
-    """The shared AsyncClient: aiohttp's pool underneath, as wide as the concurrency."""
+    """The shared AsyncClient on paybatch's own transport, as wide as the concurrency."""
     return _ApiClient(
-        transport=AiohttpTransport(max_connections=concurrency + 2),
+        transport=HttpTransport(max_connections=concurrency + 2),
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None),
         follow_redirects=False,
         trust_env=False,

@@ -12,7 +12,9 @@
     closed after sending, 5xx, 3xx, 2xx with no              resend blindly; settle by
     data.id                                                  lookup first
     401 INVALID_TOKEN after the one refresh,      PERMANENT  record code and detail; no retry
-    other 4xx (400, 403, 404, 409, 415, 422 ...)
+    other 4xx (400, 403, 404, 409, 415, 422 ...),
+    a request that cannot be sent as built
+    (unsupported scheme, a header with a line break)
 
 For a lookup (GET) an UNKNOWN answer is simply retried: reading twice is harmless.
 """
@@ -40,6 +42,7 @@ TRANSPORT_OUTCOMES: tuple[tuple[type[Exception], Outcome], ...] = (
     (httpx.ConnectTimeout, Outcome.NOT_SENT),
     (httpx.PoolTimeout, Outcome.NOT_SENT),
     (httpx.UnsupportedProtocol, Outcome.PERMANENT),
+    (httpx.LocalProtocolError, Outcome.PERMANENT),
     (httpx.ReadTimeout, Outcome.UNKNOWN),
     (httpx.WriteTimeout, Outcome.UNKNOWN),
     (httpx.RemoteProtocolError, Outcome.UNKNOWN),

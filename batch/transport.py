@@ -1,114 +1,279 @@
-"""An httpx transport on aiohttp's connection pool: httpx's API, a faster HTTP/1.1 engine.
+"""An httpx transport: keep-alive HTTP/1.1 connections on asyncio, answers parsed by httptools.
 
-httpcore's pool bookkeeping grows with the number of connections and dominated the
-client's CPU (a profile of 3,000 POSTs at 64 connections: 24 of 27 s inside httpx/httpcore).
-The runner and the tests still talk to an `httpx.AsyncClient`; only the bytes on the wire
-go through aiohttp.
+The client's one event-loop thread is what limits a batch against a fast server, and the
+HTTP engine under `httpx.AsyncClient` took most of it: httpcore's pool bookkeeping grows
+with the number of connections, and aiohttp's client (request objects, tracing, cookie and
+redirect machinery) was about a third of the thread for 5,000 POSTs. paybatch needs none of
+that: one origin, small JSON bodies, one request per connection at a time. So the bytes go
+out as one write, and the answer is parsed by llhttp (httptools, uvicorn's parser).
 
-What matters for exactly-once is how failures are reported. aiohttp's errors are mapped
-to httpx's so that the outcome policy can tell "never sent" from "maybe processed":
+What matters for exactly-once is how failures are reported, so that the outcome policy can
+tell "never sent" from "maybe processed":
 
-    aiohttp                                  httpx                 meaning
-    ---------------------------------------  --------------------  -------------------------
-    ClientConnectorError (connect failed)    ConnectError          never sent
-    ConnectionTimeoutError (connect/pool)    ConnectTimeout        never sent
-    SocketTimeoutError, other timeouts       ReadTimeout           may have been processed
-    ServerDisconnectedError                  RemoteProtocolError   may have been processed
-    any other ClientError / OSError          ReadError             may have been processed
+    where it failed                                   httpx error            meaning
+    ------------------------------------------------  ---------------------  ---------------
+    waiting for a free connection (pool timeout)      PoolTimeout            never sent
+    resolving, connecting, TLS handshake              ConnectError           never sent
+    ... or taking longer than the connect timeout     ConnectTimeout         never sent
+    a header with CR or LF in it                      LocalProtocolError     never sent
+    no whole answer within the read timeout           ReadTimeout            may have been
+    closed or reset before the whole answer           ReadError                processed
+    an answer that is not HTTP/1.1                    RemoteProtocolError
 
-aiohttp never retries a request on its own, so a POST leaves at most once per call.
+Nothing here ever resends: a request leaves at most once per call. Bodies are small and
+leave in one buffered write, so httpx's write timeout has nothing to time; the read
+timeout runs from that write to the whole answer. A connection is reused only after a
+whole keep-alive answer, and not once it has been idle for `KEEPALIVE_EXPIRY`, so a
+server's idle timeout rarely turns a request into an unknown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import ssl
+from typing import Any, cast
 
-import aiohttp
+import certifi
+import httptools
 import httpx
-from yarl import URL
 
-# Hop-by-hop and framing headers aiohttp sets itself from the body it sends.
-_SKIP_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+KEEPALIVE_EXPIRY = 5.0  # seconds; httpx's own default
+_SCHEMES = {b"http": 80, b"https": 443}
+_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 
-
-def _mapped(error: BaseException, request: httpx.Request) -> httpx.TransportError:
-    """The httpx error that says the same about whether the request left."""
-    text = f"{type(error).__name__}: {error}"
-    if isinstance(error, aiohttp.ClientConnectorError):
-        return httpx.ConnectError(text, request=request)
-    if isinstance(error, aiohttp.ConnectionTimeoutError):
-        return httpx.ConnectTimeout(text, request=request)
-    if isinstance(error, TimeoutError | asyncio.TimeoutError):
-        return httpx.ReadTimeout(text, request=request)
-    if isinstance(error, aiohttp.ServerDisconnectedError):
-        return httpx.RemoteProtocolError(text, request=request)
-    return httpx.ReadError(text, request=request)
+Origin = tuple[bytes, str, int]
 
 
-@functools.lru_cache(maxsize=16)
-def _client_timeout(connect: float | None, read: float | None) -> aiohttp.ClientTimeout:
-    # aiohttp's `connect` also covers waiting for a pooled connection: still "never sent".
-    return aiohttp.ClientTimeout(total=None, connect=connect, sock_connect=connect, sock_read=read)
+def _head(request: httpx.Request, body: bytes) -> bytes:
+    """The request line and headers, with our own framing: the body is sent whole."""
+    lines = [request.method.encode("ascii") + b" " + request.url.raw_path + b" HTTP/1.1"]
+    for name, value in request.headers.raw:
+        if b"\r" in value or b"\n" in value or b"\r" in name or b"\n" in name:
+            raise httpx.LocalProtocolError(f"the {name!r} header has a line break in it")
+        if name.lower() not in _FRAMING:
+            lines.append(name + b": " + value)
+    if body or request.method.encode("ascii") in _BODY_METHODS:
+        lines.append(b"Content-Length: " + str(len(body)).encode("ascii"))
+    lines.append(b"\r\n")
+    return b"\r\n".join(lines)
 
 
-def _timeout(request: httpx.Request) -> aiohttp.ClientTimeout:
-    """httpx's per-request timeouts (the client's `timeout=`), as aiohttp's."""
-    given = request.extensions.get("timeout", {})
-    return _client_timeout(given.get("connect"), given.get("read"))
+class _Answer:
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        self.status = status
+        self.headers = headers
+        self.body = body
 
 
-@functools.lru_cache(maxsize=64)
-def _yarl(url: str) -> URL:
-    """The same few URLs are sent thousands of times: parse each once."""
-    return URL(url, encoded=True)
+class _Connection(asyncio.Protocol):
+    """One HTTP/1.1 connection, one request at a time; also httptools' callback target."""
+
+    def __init__(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self._transport: asyncio.Transport | None = None
+        self._answer: asyncio.Future[_Answer] | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._status = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._headers_done = False
+        self._keep_alive = False
+        self.idle_since = 0.0
+
+    def reusable(self) -> bool:
+        """Open, and its last answer was whole and kept the connection alive."""
+        transport = self._transport
+        return self._keep_alive and transport is not None and not transport.is_closing()
+
+    def usable(self, now: float) -> bool:
+        """Reusable, and not idle for so long that the server may have dropped it."""
+        return self.reusable() and now - self.idle_since < KEEPALIVE_EXPIRY
+
+    def close(self) -> None:
+        self._keep_alive = False
+        if self._transport is not None:
+            self._transport.close()
+
+    def exchange(self, data: bytes, read_timeout: float | None) -> asyncio.Future[_Answer]:
+        """Send one whole request; the future is the whole answer (or an httpx error)."""
+        transport = self._transport
+        if transport is None:
+            raise httpx.ConnectError("the connection closed before the request was written")
+        loop = asyncio.get_running_loop()
+        self._answer = answer = loop.create_future()
+        self._keep_alive = False
+        self._status, self._headers, self._body, self._headers_done = 0, [], [], False
+        transport.write(data)
+        if read_timeout is not None:
+            self._timer = loop.call_later(read_timeout, self._timed_out, read_timeout)
+        return answer
+
+    def _settle(self, result: _Answer | httpx.TransportError) -> None:
+        answer, self._answer = self._answer, None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if answer is None or answer.done():
+            return
+        if isinstance(result, _Answer):
+            answer.set_result(result)
+        else:
+            answer.set_exception(result)
+
+    def _timed_out(self, seconds: float) -> None:
+        self._timer = None
+        self.close()
+        self._settle(httpx.ReadTimeout(f"no whole answer within {seconds:g} s"))
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        if self._answer is None:  # bytes nobody asked for: the connection is not sane
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.close()
+            self._settle(httpx.RemoteProtocolError(f"not an HTTP/1.1 answer: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._transport = None
+        self._keep_alive = False
+        if self._answer is None:
+            return
+        if self._headers_done and self._until_close():
+            self._settle(_Answer(self._status, self._headers, b"".join(self._body)))
+            return
+        why = f": {type(exc).__name__}: {exc}" if exc is not None else ""
+        self._settle(httpx.ReadError(f"the server closed the connection before answering{why}"))
+
+    def _until_close(self) -> bool:
+        """Whether the body is framed by the end of the connection (no length, not chunked)."""
+        names = {name.lower() for name, _ in self._headers}
+        return b"content-length" not in names and b"transfer-encoding" not in names
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._status = self._parser.get_status_code()
+        self._headers_done = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_begin(self) -> None:
+        if self._answer is None:  # an answer nobody asked for: the connection is not sane
+            self.close()
+
+    def on_message_complete(self) -> None:
+        if self._answer is None:
+            return
+        if self._status < 200:  # an interim answer (100 Continue): the real one follows
+            self._headers, self._body, self._headers_done = [], [], False
+            return
+        self._keep_alive = self._parser.should_keep_alive()
+        self.idle_since = asyncio.get_running_loop().time()
+        self._settle(_Answer(self._status, self._headers, b"".join(self._body)))
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """Send httpx requests through one aiohttp ClientSession (created on first use)."""
+class HttpTransport(httpx.AsyncBaseTransport):
+    """At most `max_connections` connections per transport, reused most-recent first."""
 
-    def __init__(self, *, max_connections: int) -> None:
-        self._max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    def _open(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections),
-                auto_decompress=False,  # httpx decodes by Content-Encoding itself
-                trust_env=False,
-                skip_auto_headers=("User-Agent", "Accept-Encoding"),
-            )
-        return self._session
+    def __init__(self, *, max_connections: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._slots = asyncio.Semaphore(max_connections)
+        self._ssl_context = ssl_context
+        self._idle: dict[Origin, list[_Connection]] = {}
+        self._open: set[_Connection] = set()
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._open()
-        headers = [
-            (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in request.headers.raw
-            if k.lower() not in _SKIP_HEADERS
-        ]
+        url = request.url
+        if url.raw_scheme not in _SCHEMES:
+            raise httpx.UnsupportedProtocol(f"paybatch speaks http and https, not {url.scheme!r}")
+        origin = (url.raw_scheme, url.host, url.port or _SCHEMES[url.raw_scheme])
+        timeout: dict[str, Any] = request.extensions.get("timeout", {})
         body = await request.aread()
+        data = _head(request, body) + body
+        await self._acquire(timeout.get("pool"))
         try:
-            async with session.request(
-                request.method,
-                _yarl(str(request.url)),
-                headers=headers,
-                data=body or None,
-                timeout=_timeout(request),
-                allow_redirects=False,
-                compress=None,
-            ) as answer:
-                content = await answer.read()
-                raw_headers = list(answer.raw_headers)
-                status = answer.status
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise _mapped(exc, request) from exc
+            connection = await self._connection(origin, timeout.get("connect"))
+            try:
+                answer = await connection.exchange(data, timeout.get("read"))
+            except BaseException:
+                self._forget(connection)
+                raise
+            if connection.reusable():
+                self._idle.setdefault(origin, []).append(connection)
+            else:
+                self._forget(connection)
+        finally:
+            self._slots.release()
         return httpx.Response(
-            status, headers=raw_headers, content=content, request=request, extensions={}
+            answer.status,
+            headers=answer.headers,
+            content=answer.body,
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
         )
 
+    async def _acquire(self, seconds: float | None) -> None:
+        if seconds is None:
+            await self._slots.acquire()
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await self._slots.acquire()
+        except TimeoutError as exc:
+            raise httpx.PoolTimeout(f"no free connection within {seconds:g} s") from exc
+
+    async def _connection(self, origin: Origin, seconds: float | None) -> _Connection:
+        idle = self._idle.get(origin)
+        now = asyncio.get_running_loop().time()
+        while idle:
+            connection = idle.pop()
+            if connection.usable(now):
+                return connection
+            self._forget(connection)
+        return await self._connect(origin, seconds)
+
+    async def _connect(self, origin: Origin, seconds: float | None) -> _Connection:
+        scheme, host, port = origin
+        secure = scheme == b"https"
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(seconds):
+                _, connection = await loop.create_connection(
+                    _Connection,
+                    host,
+                    port,
+                    ssl=self._tls() if secure else None,
+                    server_hostname=host if secure else None,
+                )
+        except TimeoutError as exc:
+            raise httpx.ConnectTimeout(f"could not connect to {host}:{port} in time") from exc
+        except OSError as exc:  # refused, unreachable, unknown host, TLS handshake (SSLError)
+            raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+        self._open.add(connection)
+        return connection
+
+    def _tls(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = ssl.create_default_context(cafile=certifi.where())
+        return self._ssl_context
+
+    def _forget(self, connection: _Connection) -> None:
+        connection.close()
+        self._open.discard(connection)
+
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for connection in list(self._open):
+            self._forget(connection)
+        self._idle.clear()
+        await asyncio.sleep(0)  # let the loop run connection_lost before it closes

@@ -1,11 +1,10 @@
-"""The aiohttp-backed transport: real sockets, and failures mapped so the policy stays right."""
+"""The API client's transport against the sandbox: failures the outcome policy must read right."""
 
 import asyncio
 import gzip
 import socket
 from collections.abc import Callable
 
-import aiohttp
 import httpx
 import pytest
 from aiohttp import web
@@ -13,7 +12,6 @@ from aiohttp import web
 from batch.api import open_client
 from batch.policy import Outcome, outcome_of_error
 from batch.sandbox import Faults, SandboxServer
-from batch.transport import _mapped
 
 SandboxFactory = Callable[..., SandboxServer]
 REQUEST = httpx.Request("POST", "http://127.0.0.1:9/api/external_payments")
@@ -38,23 +36,6 @@ def test_connection_refused_is_never_sent() -> None:
     with pytest.raises(httpx.ConnectError) as caught:
         send(f"http://127.0.0.1:{free_port()}/")
     assert outcome_of_error(caught.value) is Outcome.NOT_SENT
-
-
-@pytest.mark.parametrize(
-    ("error", "expected", "outcome"),
-    [
-        (aiohttp.ConnectionTimeoutError("slow"), httpx.ConnectTimeout, Outcome.NOT_SENT),
-        (aiohttp.SocketTimeoutError("slow"), httpx.ReadTimeout, Outcome.UNKNOWN),
-        (TimeoutError(), httpx.ReadTimeout, Outcome.UNKNOWN),
-        (aiohttp.ServerDisconnectedError(), httpx.RemoteProtocolError, Outcome.UNKNOWN),
-        (aiohttp.ClientOSError(104, "reset"), httpx.ReadError, Outcome.UNKNOWN),
-        (aiohttp.ClientPayloadError("cut"), httpx.ReadError, Outcome.UNKNOWN),
-    ],
-)
-def test_mapping(error: Exception, expected: type[Exception], outcome: Outcome) -> None:
-    mapped = _mapped(error, REQUEST)
-    assert type(mapped) is expected
-    assert outcome_of_error(mapped) is outcome
 
 
 def post_payment(server: SandboxServer, timeout: float) -> httpx.Response:
