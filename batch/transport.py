@@ -16,20 +16,25 @@ tell "never sent" from "maybe processed":
     resolving, connecting, TLS handshake              ConnectError           never sent
     ... or taking longer than the connect timeout     ConnectTimeout         never sent
     a header with CR or LF in it                      LocalProtocolError     never sent
+    a HEAD request (the parser would wait for a body) UnsupportedProtocol    never sent
+    the connection was closing before the write       ConnectError           never sent
     no whole answer within the read timeout           ReadTimeout            may have been
     closed or reset before the whole answer           ReadError                processed
-    an answer that is not HTTP/1.1                    RemoteProtocolError
+    an answer that is not HTTP/1.1, or a 101          RemoteProtocolError
 
 Nothing here ever resends: a request leaves at most once per call. Bodies are small and
 leave in one buffered write, so httpx's write timeout has nothing to time; the read
 timeout runs from that write to the whole answer. A connection is reused only after a
-whole keep-alive answer, and not once it has been idle for `KEEPALIVE_EXPIRY`, so a
-server's idle timeout rarely turns a request into an unknown.
+whole keep-alive answer, not once it has been idle for `KEEPALIVE_EXPIRY` (or the
+server's `Keep-Alive: timeout`, less a second), and not while bytes nobody asked for wait
+on it; so a server's idle timeout rarely turns a request into an unknown, and a stray
+answer that has arrived is not taken for the next request's. Chunked trailers are dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl
 from typing import Any, cast
 
@@ -38,6 +43,7 @@ import httptools
 import httpx
 
 KEEPALIVE_EXPIRY = 5.0  # seconds; httpx's own default
+ABORT_WAIT = 1.0  # seconds aclose() waits for the loop to report aborted connections gone
 _SCHEMES = {b"http": 80, b"https": 443}
 _FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
@@ -81,7 +87,9 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._headers_done = False
         self._keep_alive = False
+        self._server_expiry = KEEPALIVE_EXPIRY
         self.idle_since = 0.0
+        self.lost: asyncio.Future[None] | None = None
 
     def reusable(self) -> bool:
         """Open, and its last answer was whole and kept the connection alive."""
@@ -89,18 +97,33 @@ class _Connection(asyncio.Protocol):
         return self._keep_alive and transport is not None and not transport.is_closing()
 
     def usable(self, now: float) -> bool:
-        """Reusable, and not idle for so long that the server may have dropped it."""
-        return self.reusable() and now - self.idle_since < KEEPALIVE_EXPIRY
+        """Reusable, not idle for so long that the server may have dropped it, and quiet.
+
+        Bytes (or an EOF) waiting on an idle connection are nobody's answer: a late 408, a
+        close. The loop may not have read them yet, and the next request would take them
+        for its own. So the socket itself is asked, as httpcore does.
+        """
+        expiry = min(KEEPALIVE_EXPIRY, self._server_expiry)
+        return (
+            self.reusable()
+            and now - self.idle_since < expiry
+            and not _has_bytes_waiting(cast(asyncio.Transport, self._transport))
+        )
 
     def close(self) -> None:
         self._keep_alive = False
         if self._transport is not None:
             self._transport.close()
 
+    def abort(self) -> None:
+        self._keep_alive = False
+        if self._transport is not None:
+            self._transport.abort()
+
     def exchange(self, data: bytes, read_timeout: float | None) -> asyncio.Future[_Answer]:
         """Send one whole request; the future is the whole answer (or an httpx error)."""
         transport = self._transport
-        if transport is None:
+        if transport is None or transport.is_closing():  # a write now would be dropped
             raise httpx.ConnectError("the connection closed before the request was written")
         loop = asyncio.get_running_loop()
         self._answer = answer = loop.create_future()
@@ -131,6 +154,7 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.lost = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
         if self._answer is None:  # bytes nobody asked for: the connection is not sane
@@ -138,6 +162,9 @@ class _Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.close()
+            self._settle(httpx.RemoteProtocolError("the server switched protocols"))
         except httptools.HttpParserError as exc:
             self.close()
             self._settle(httpx.RemoteProtocolError(f"not an HTTP/1.1 answer: {exc}"))
@@ -145,9 +172,13 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._keep_alive = False
+        if self.lost is not None and not self.lost.done():
+            self.lost.set_result(None)
         if self._answer is None:
             return
-        if self._headers_done and self._until_close():
+        if exc is None and self._headers_done and self._until_close():
+            # A TLS close without close_notify also lands here; a cut JSON body then fails
+            # to parse, which the API layer treats as an unknown outcome, never a success.
             self._settle(_Answer(self._status, self._headers, b"".join(self._body)))
             return
         why = f": {type(exc).__name__}: {exc}" if exc is not None else ""
@@ -160,7 +191,11 @@ class _Connection(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._headers_done:  # a chunked trailer: never let it stand in for a header
+            return
         self._headers.append((name, value))
+        if name.lower() == b"keep-alive":
+            self._server_expiry = _keep_alive_timeout(value)
 
     def on_headers_complete(self) -> None:
         self._status = self._parser.get_status_code()
@@ -184,6 +219,33 @@ class _Connection(asyncio.Protocol):
         self._settle(_Answer(self._status, self._headers, b"".join(self._body)))
 
 
+def _keep_alive_timeout(value: bytes) -> float:
+    """How long the server keeps an idle connection (`Keep-Alive: timeout=5`), less a second."""
+    for part in value.split(b","):
+        key, _, number = part.strip().partition(b"=")
+        if key.lower() == b"timeout":
+            try:
+                return max(0.0, float(number) - 1.0)
+            except ValueError:
+                break
+    return KEEPALIVE_EXPIRY
+
+
+def _has_bytes_waiting(transport: asyncio.Transport) -> bool:
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    fd = sock.fileno()
+    if fd < 0:
+        return True
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    readable, _, _ = select.select([fd], [], [], 0)  # Windows: no poll()
+    return bool(readable)
+
+
 class HttpTransport(httpx.AsyncBaseTransport):
     """At most `max_connections` connections per transport, reused most-recent first."""
 
@@ -197,6 +259,8 @@ class HttpTransport(httpx.AsyncBaseTransport):
         url = request.url
         if url.raw_scheme not in _SCHEMES:
             raise httpx.UnsupportedProtocol(f"paybatch speaks http and https, not {url.scheme!r}")
+        if request.method == "HEAD":  # the parser cannot be told that no body follows
+            raise httpx.UnsupportedProtocol("paybatch's transport does not send HEAD")
         origin = (url.raw_scheme, url.host, url.port or _SCHEMES[url.raw_scheme])
         timeout: dict[str, Any] = request.extensions.get("timeout", {})
         body = await request.aread()
@@ -261,6 +325,8 @@ class HttpTransport(httpx.AsyncBaseTransport):
         except OSError as exc:  # refused, unreachable, unknown host, TLS handshake (SSLError)
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
         self._open.add(connection)
+        if connection.lost is not None:
+            connection.lost.add_done_callback(lambda _: self._open.discard(connection))
         return connection
 
     def _tls(self) -> ssl.SSLContext:
@@ -269,11 +335,13 @@ class HttpTransport(httpx.AsyncBaseTransport):
         return self._ssl_context
 
     def _forget(self, connection: _Connection) -> None:
-        connection.close()
-        self._open.discard(connection)
+        connection.close()  # it leaves `_open` once the loop reports it lost
 
     async def aclose(self) -> None:
-        for connection in list(self._open):
-            self._forget(connection)
+        """Drop every connection now, without TLS goodbyes, and wait until they are gone."""
         self._idle.clear()
-        await asyncio.sleep(0)  # let the loop run connection_lost before it closes
+        lost = [c.lost for c in self._open if c.lost is not None]
+        for connection in list(self._open):
+            connection.abort()
+        if lost:
+            await asyncio.wait(lost, timeout=ABORT_WAIT)

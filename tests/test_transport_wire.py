@@ -6,9 +6,17 @@ Each test runs on asyncio's own loop and on uvloop (what the CLI uses).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import logging
+import socket
 import ssl
+import struct
 import sys
-from collections.abc import Awaitable, Callable, Coroutine
+import threading
+import time
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -49,6 +57,7 @@ class Reply:
     pieces: tuple[bytes, ...] = ()
     close: bool = False
     hang: bool = False
+    reset: bool = False  # close with an RST instead of a FIN
 
 
 def ok(body: bytes = b"ok", *extra: bytes) -> Reply:
@@ -110,6 +119,11 @@ class Wire:
                     writer.write(piece)
                     await writer.drain()
                     await asyncio.sleep(0.001)
+                if reply.reset:
+                    sock = writer.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
                 if reply.close:
                     return
             self.client_closed += 1
@@ -441,3 +455,167 @@ def test_https_to_an_untrusted_server_is_never_sent(run: Run[Any], ca: trustme.C
     assert "CERTIFICATE_VERIFY_FAILED" in str(caught)
     assert outcome_of_error(caught) is Outcome.NOT_SENT
     assert wire.requests == []
+
+
+@contextlib.contextmanager
+def thread_server(serve: Callable[[socket.socket, int], None], count: int) -> Iterator[int]:
+    """A server in a thread, so that it can act while the client's loop is blocked: it
+    accepts `count` connections and hands each to `serve(connection, number from 1)`."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def accept() -> None:
+        for number in range(1, count + 1):
+            conn, _ = listener.accept()
+            with conn:
+                serve(conn, number)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        thread.join(5)
+        listener.close()
+
+
+def test_bytes_waiting_on_an_idle_connection_are_nobodys_answer(run: Run[Any]) -> None:
+    """A late 408 lands while the loop is busy: the next request must not take it."""
+    late = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    seen: list[bytes] = []
+
+    def serve(conn: socket.socket, number: int) -> None:
+        seen.append(conn.recv(65536))
+        conn.sendall(ok().pieces[0] + (late if number == 1 else b""))
+
+    async def main(port: int) -> httpx.Response:
+        async with client() as c:
+            await c.post(f"http://127.0.0.1:{port}/", json={"n": 1})
+            time.sleep(0.2)  # noqa: ASYNC251 - the loop is busy while the 408 and FIN arrive
+            return await c.post(f"http://127.0.0.1:{port}/", json={"n": 2})
+
+    with thread_server(serve, 2) as port:
+        second = run(main(port))
+    assert second.status_code == 200
+    assert len(seen) == 2  # the second request really went, on a new connection
+
+
+def test_a_reset_in_a_body_ended_by_closing_is_not_an_answer(run: Run[Any]) -> None:
+    async def main() -> tuple[Wire, httpx.TransportError]:
+        reply = Reply((b"HTTP/1.1 200 OK\r\n\r\n", b'{"data": {"id": "p'), reset=True)
+        async with Wire(lambda n: reply) as wire:
+            return wire, await expect_error(wire, lambda c: c.post(wire.url, json={}))
+
+    _, caught = run(main())
+    assert isinstance(caught, httpx.ReadError)
+    assert outcome_of_error(caught) is Outcome.UNKNOWN
+
+
+def test_a_chunked_trailer_never_stands_in_for_a_header(run: Run[Any]) -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.api+json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nContent-Type: text/evil\r\n\r\n"
+    )
+
+    async def main() -> list[httpx.Response]:
+        async with Wire(lambda n: Reply((answer,))) as wire:
+            return await get_all(wire, 1)
+
+    (response,) = run(main())
+    assert response.text == "ok"
+    assert response.headers.get_list("content-type") == ["application/vnd.api+json"]
+
+
+def test_switching_protocols_is_a_protocol_error_not_a_crash(
+    run: Run[Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    upgrade = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n"
+
+    async def main() -> httpx.TransportError:
+        async with Wire(lambda n: Reply((upgrade,))) as wire:
+            return await expect_error(wire, lambda c: c.post(wire.url, json={}))
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        caught = run(main())
+    assert isinstance(caught, httpx.RemoteProtocolError)
+    assert outcome_of_error(caught) is Outcome.UNKNOWN
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_head_is_refused_before_anything_is_sent(run: Run[Any]) -> None:
+    async def main() -> tuple[Wire, httpx.TransportError]:
+        async with Wire(lambda n: ok()) as wire:
+            return wire, await expect_error(wire, lambda c: c.head(wire.url))
+
+    wire, caught = run(main())
+    assert isinstance(caught, httpx.UnsupportedProtocol)
+    assert outcome_of_error(caught) is Outcome.PERMANENT
+    assert wire.connections == 0
+
+
+@pytest.mark.parametrize(("keep_alive", "connections"), [(b"timeout=1", 2), (b"timeout=30", 1)])
+def test_the_servers_keep_alive_timeout_is_honoured(
+    run: Run[Any], keep_alive: bytes, connections: int
+) -> None:
+    async def main() -> Wire:
+        async with Wire(lambda n: ok(b"x", b"Keep-Alive: " + keep_alive + b"\r\n")) as wire:
+            await get_all(wire, 2, pause=0.05)
+            return wire
+
+    assert run(main()).connections == connections
+
+
+def test_closing_the_client_leaves_no_tls_connection_behind(run: Run[Any], ca: trustme.CA) -> None:
+    """The server never answers the TLS goodbye: closing must not wait on it, nor leak."""
+    trusting = ssl.create_default_context()
+    ca.configure_trust(trusting)
+    server_side = tls_server(ca)
+    done = threading.Event()
+
+    def serve(conn: socket.socket, number: int) -> None:
+        with server_side.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(65536)
+            tls.sendall(ok().pieces[0])
+            done.wait(5)  # holds the connection, reads nothing more
+
+    async def main(port: int) -> int:
+        async with client(ssl_context=trusting) as c:
+            answer = await c.get(f"https://127.0.0.1:{port}/")
+        return answer.status_code
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with thread_server(serve, 1) as port:
+            try:
+                status = run(main(port))
+                gc.collect()
+            finally:
+                done.set()
+    assert status == 200
+    assert [str(w.message) for w in caught if w.category is ResourceWarning] == []
+
+
+class _ClosingTransport:
+    """A transport between the server's hang-up and the loop reporting it lost."""
+
+    def __init__(self) -> None:
+        self.written = b""
+
+    def is_closing(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+
+def test_a_closing_connection_writes_nothing_and_says_never_sent() -> None:
+    async def main() -> tuple[_ClosingTransport, httpx.TransportError]:
+        closing = _ClosingTransport()
+        connection = transport._Connection()
+        connection.connection_made(closing)  # type: ignore[arg-type]
+        with pytest.raises(httpx.ConnectError) as caught:
+            connection.exchange(b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", None)
+        return closing, caught.value
+
+    closing, caught = asyncio.run(main())
+    assert closing.written == b""
+    assert outcome_of_error(caught) is Outcome.NOT_SENT
