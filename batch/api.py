@@ -271,7 +271,7 @@ class CommerceLayer:
                 headers=headers,
                 auth=self._auth,
             )
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # transport failures, and bodies that fail to decode
             return exc
         self._limiter.record_latency(self._clock() - started)
         self._limiter.observe(response.headers)

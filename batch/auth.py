@@ -117,9 +117,9 @@ class TokenProvider:
                     json=body,
                     headers={"Accept": "application/json"},
                 )
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 log.warning(
-                    "token endpoint unreachable (%s), attempt %d of %d",
+                    "token endpoint failed (%s), attempt %d of %d",
                     type(exc).__name__,
                     attempt,
                     TOKEN_ATTEMPTS,

@@ -10,7 +10,8 @@
                                                              backoff, bounded
     read/write timeout, connection reset or       UNKNOWN    the payment may exist: never
     closed after sending, 5xx, 3xx, 2xx with no              resend blindly; settle by
-    data.id                                                  lookup first
+    data.id, an answer whose body cannot be                  lookup first
+    decoded (bad gzip)
     401 INVALID_TOKEN after the one refresh,      PERMANENT  record code and detail; no retry
     other 4xx (400, 403, 404, 409, 415, 422 ...),
     a request that cannot be sent as built
@@ -49,6 +50,7 @@ TRANSPORT_OUTCOMES: tuple[tuple[type[Exception], Outcome], ...] = (
     (httpx.ReadError, Outcome.UNKNOWN),
     (httpx.WriteError, Outcome.UNKNOWN),
     (httpx.TransportError, Outcome.UNKNOWN),
+    (httpx.DecodingError, Outcome.UNKNOWN),
 )
 
 # Status codes with an outcome of their own; the ranges below cover the rest.

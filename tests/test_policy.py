@@ -48,6 +48,9 @@ REQUEST = httpx.Request("POST", "https://example.invalid/api/external_payments")
         (httpx.RemoteProtocolError("closed", request=REQUEST), Outcome.UNKNOWN),
         (httpx.ReadError("reset", request=REQUEST), Outcome.UNKNOWN),
         (httpx.WriteError("reset", request=REQUEST), Outcome.UNKNOWN),
+        (httpx.DecodingError("bad gzip", request=REQUEST), Outcome.UNKNOWN),
+        (httpx.LocalProtocolError("line break", request=REQUEST), Outcome.PERMANENT),
+        (httpx.UnsupportedProtocol("ftp", request=REQUEST), Outcome.PERMANENT),
         (RuntimeError("strange"), Outcome.UNKNOWN),
     ],
 )

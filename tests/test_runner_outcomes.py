@@ -65,11 +65,15 @@ class Server:
             if request.headers["Authorization"] == f"Bearer {jwt(1)}":
                 return httpx.Response(401, json={"errors": [{"code": "INVALID_TOKEN"}]})
             answer = CREATED
-        if answer in (CREATED, "lost"):
+        if answer in (CREATED, "lost", "garbled"):
             pid = f"PAY-{order}-{len(self.payments[order])}"
             self.payments[order].append(pid)
             if answer == "lost":
                 raise httpx.ReadTimeout("lost", request=request)
+            if answer == "garbled":  # created, but the answer's body does not decode
+                return httpx.Response(
+                    201, content=b"not gzip", headers={"Content-Encoding": "gzip"}
+                )
             return httpx.Response(201, json={"data": {"id": pid, "type": "external_payments"}})
         if isinstance(answer, Exception):
             raise answer
@@ -176,6 +180,7 @@ def test_invalid_token_refreshes_once_then_resends(tmp_path: Path) -> None:
     "lost",
     [
         "lost",  # created, answer lost
+        "garbled",  # created, answer cannot be decoded
         r(500, "<html>oops</html>"),
         r(502, "<html>bad gateway</html>"),
         r(503, "<html>unavailable</html>"),
@@ -183,7 +188,7 @@ def test_invalid_token_refreshes_once_then_resends(tmp_path: Path) -> None:
         httpx.RemoteProtocolError("closed"),
         httpx.ReadError("reset"),
     ],
-    ids=["lost-response", "500", "502", "503", "504", "closed", "reset"],
+    ids=["lost-response", "undecodable-answer", "500", "502", "503", "504", "closed", "reset"],
 )
 def test_unknown_outcome_is_settled_by_lookup_never_resent_blindly(
     tmp_path: Path, lost: object
@@ -197,7 +202,7 @@ def test_unknown_outcome_is_settled_by_lookup_never_resent_blindly(
     assert line["status"] == "created"
     assert line["external_payment_id"] == server.payments["A"][0]
     # Resent only when the lookup found nothing.
-    assert len(server.posts["A"]) == (1 if lost == "lost" else 2)
+    assert len(server.posts["A"]) == (1 if lost in ("lost", "garbled") else 2)
 
 
 @pytest.mark.parametrize("status", [400, 404, 409, 422])
