@@ -6,16 +6,20 @@
     429                                           THROTTLED  limiter pauses everyone; resend
                                                              the same payload; no attempt
     connect error/timeout, pool timeout           NOT_SENT   never left: resend after backoff
-    408, 423                                      REFUSED    not processed: resend after
+    423                                           REFUSED    not processed: resend after
                                                              backoff, bounded
     read/write timeout, connection reset or       UNKNOWN    the payment may exist: never
     closed after sending, 5xx, 3xx, 2xx with no              resend blindly; settle by
     data.id, an answer whose body cannot be                  lookup first
-    decoded (bad gzip)
+    decoded (bad gzip), 408 (*)
     401 INVALID_TOKEN after the one refresh,      PERMANENT  record code and detail; no retry
     other 4xx (400, 403, 404, 409, 415, 422 ...),
     a request that cannot be sent as built
     (unsupported scheme, a header with a line break)
+
+(*) A server sends 408 on its own when a kept-alive connection idles too long. Such a 408
+can cross our request on the wire and be read as its answer while the server goes on to
+process the request, so a 408 proves nothing about the payment.
 
 For a lookup (GET) an UNKNOWN answer is simply retried: reading twice is harmless.
 """
@@ -55,7 +59,7 @@ TRANSPORT_OUTCOMES: tuple[tuple[type[Exception], Outcome], ...] = (
 
 # Status codes with an outcome of their own; the ranges below cover the rest.
 STATUS_OUTCOMES: dict[int, Outcome] = {
-    408: Outcome.REFUSED,
+    408: Outcome.UNKNOWN,  # (*) above
     423: Outcome.REFUSED,
     429: Outcome.THROTTLED,
 }

@@ -28,7 +28,10 @@ timeout runs from that write to the whole answer. A connection is reused only af
 whole keep-alive answer, not once it has been idle for `KEEPALIVE_EXPIRY` (or the
 server's `Keep-Alive: timeout`, less a second), and not while bytes nobody asked for wait
 on it; so a server's idle timeout rarely turns a request into an unknown, and a stray
-answer that has arrived is not taken for the next request's. Chunked trailers are dropped.
+answer that has arrived is not taken for the next request's. (Over TLS, part of a record
+can wait inside the TLS layer where that check cannot see it. The one answer servers send
+unasked is a 408; a connection is never reused after one, and the policy reads a 408 as
+an unknown outcome.) Chunked trailers are dropped.
 """
 
 from __future__ import annotations
@@ -87,6 +90,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._headers_done = False
         self._keep_alive = False
+        self._aborted = False
         self._server_expiry = KEEPALIVE_EXPIRY
         self.idle_since = 0.0
         self.lost: asyncio.Future[None] | None = None
@@ -116,7 +120,9 @@ class _Connection(asyncio.Protocol):
             self._transport.close()
 
     def abort(self) -> None:
+        """Drop the connection at once; an answer still coming is then cut, never whole."""
         self._keep_alive = False
+        self._aborted = True
         if self._transport is not None:
             self._transport.abort()
 
@@ -176,7 +182,7 @@ class _Connection(asyncio.Protocol):
             self.lost.set_result(None)
         if self._answer is None:
             return
-        if exc is None and self._headers_done and self._until_close():
+        if exc is None and not self._aborted and self._headers_done and self._until_close():
             # A TLS close without close_notify also lands here; a cut JSON body then fails
             # to parse, which the API layer treats as an unknown outcome, never a success.
             self._settle(_Answer(self._status, self._headers, b"".join(self._body)))
@@ -214,7 +220,9 @@ class _Connection(asyncio.Protocol):
         if self._status < 200:  # an interim answer (100 Continue): the real one follows
             self._headers, self._body, self._headers_done = [], [], False
             return
-        self._keep_alive = self._parser.should_keep_alive()
+        # A 408 may be a stale "idle too long" that crossed our request; if the server kept
+        # the connection, our real answer would follow and go to the next request.
+        self._keep_alive = self._parser.should_keep_alive() and self._status != 408
         self.idle_since = asyncio.get_running_loop().time()
         self._settle(_Answer(self._status, self._headers, b"".join(self._body)))
 
@@ -254,6 +262,7 @@ class HttpTransport(httpx.AsyncBaseTransport):
         self._ssl_context = ssl_context
         self._idle: dict[Origin, list[_Connection]] = {}
         self._open: set[_Connection] = set()
+        self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -273,7 +282,7 @@ class HttpTransport(httpx.AsyncBaseTransport):
             except BaseException:
                 self._forget(connection)
                 raise
-            if connection.reusable():
+            if connection.reusable() and not self._closed:
                 self._idle.setdefault(origin, []).append(connection)
             else:
                 self._forget(connection)
@@ -324,6 +333,9 @@ class HttpTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectTimeout(f"could not connect to {host}:{port} in time") from exc
         except OSError as exc:  # refused, unreachable, unknown host, TLS handshake (SSLError)
             raise httpx.ConnectError(f"could not connect to {host}:{port}: {exc}") from exc
+        if self._closed:  # aclose() ran while this one was connecting
+            connection.abort()
+            raise httpx.ConnectError("the client closed while connecting")
         self._open.add(connection)
         if connection.lost is not None:
             connection.lost.add_done_callback(lambda _: self._open.discard(connection))
@@ -339,6 +351,7 @@ class HttpTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Drop every connection now, without TLS goodbyes, and wait until they are gone."""
+        self._closed = True
         self._idle.clear()
         lost = [c.lost for c in self._open if c.lost is not None]
         for connection in list(self._open):

@@ -41,7 +41,7 @@ SENDS = {
     "lost_after_create": (True, RowState.UNKNOWN),  # dropped or late answer
     "lost_before_create": (False, RowState.UNKNOWN),  # 5xx, dropped before processing
     "permanent": (False, RowState.FAILED),  # 422 and friends
-    "refused_retry": (False, RowState.PENDING),  # 408/423/connect error, retried later
+    "refused_retry": (False, RowState.PENDING),  # 423/connect error, retried later
     "refused_gave_up": (False, RowState.RETRYABLE),  # backoff exhausted
     "throttled": (False, RowState.PENDING),  # 429: not an attempt
     "killed_after_create": (True, RowState.SENDING),  # kill -9 with the answer on the way

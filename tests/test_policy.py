@@ -14,7 +14,7 @@ from batch.policy import Outcome, outcome_of_error, outcome_of_status
         (200, False, Outcome.UNKNOWN),
         (201, False, Outcome.UNKNOWN),
         (429, False, Outcome.THROTTLED),
-        (408, False, Outcome.REFUSED),
+        (408, False, Outcome.UNKNOWN),
         (423, False, Outcome.REFUSED),
         (400, False, Outcome.PERMANENT),
         (401, False, Outcome.PERMANENT),

@@ -25,7 +25,7 @@ import pytest
 import trustme
 
 from batch import transport
-from batch.policy import Outcome, outcome_of_error
+from batch.policy import Outcome, outcome_of_error, outcome_of_status
 from batch.transport import HttpTransport
 
 T = TypeVar("T")
@@ -58,6 +58,7 @@ class Reply:
     close: bool = False
     hang: bool = False
     reset: bool = False  # close with an RST instead of a FIN
+    hold: bool = False  # after the pieces, keep the connection open and say nothing more
 
 
 def ok(body: bytes = b"ok", *extra: bytes) -> Reply:
@@ -119,6 +120,9 @@ class Wire:
                     writer.write(piece)
                     await writer.drain()
                     await asyncio.sleep(0.001)
+                if reply.hold:
+                    await reader.read()
+                    break
                 if reply.reset:
                     sock = writer.get_extra_info("socket")
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -619,3 +623,59 @@ def test_a_closing_connection_writes_nothing_and_says_never_sent() -> None:
     closing, caught = asyncio.run(main())
     assert closing.written == b""
     assert outcome_of_error(caught) is Outcome.NOT_SENT
+
+
+def test_a_408_is_never_followed_on_the_same_connection(run: Run[Any]) -> None:
+    """A stale 408 may have crossed a request whose real answer is still coming."""
+    timed_out = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\n\r\n"
+
+    async def main() -> tuple[Wire, list[httpx.Response]]:
+        async with Wire(lambda n: Reply((timed_out,)) if n == 1 else ok()) as wire:
+            return wire, await get_all(wire, 2)
+
+    wire, answers = run(main())
+    assert [a.status_code for a in answers] == [408, 200]
+    assert outcome_of_status(408, has_id=False) is Outcome.UNKNOWN
+    assert wire.connections == 2
+
+
+def test_closing_the_client_mid_answer_cuts_it_never_completes_it(run: Run[Any]) -> None:
+    async def main() -> BaseException | httpx.Response:
+        body_so_far = Reply((b"HTTP/1.1 200 OK\r\n\r\n", b'{"data": {"id": "p'), hold=True)
+        async with Wire(lambda n: body_so_far) as wire:
+            sender = HttpTransport(max_connections=1)
+            request = httpx.Request("GET", wire.url)
+            task = asyncio.create_task(sender.handle_async_request(request))
+            await wire.until(lambda: wire.requests)
+            await asyncio.sleep(0.05)  # the head and part of the body are in
+            await sender.aclose()
+            return (await asyncio.gather(task, return_exceptions=True))[0]
+
+    outcome = run(main())
+    assert isinstance(outcome, httpx.ReadError)
+
+
+def test_a_connection_made_after_the_client_closed_is_dropped_unused() -> None:
+    async def main() -> tuple[Wire, BaseException | httpx.Response]:
+        loop = asyncio.get_running_loop()
+        real, gate = loop.create_connection, asyncio.Event()
+
+        async def late(*args: Any, **kwargs: Any) -> Any:
+            await gate.wait()
+            return await real(*args, **kwargs)
+
+        loop.create_connection = late  # type: ignore[method-assign]
+        async with Wire(lambda n: ok()) as wire:
+            sender = HttpTransport(max_connections=1)
+            task = asyncio.create_task(sender.handle_async_request(httpx.Request("GET", wire.url)))
+            await asyncio.sleep(0.01)
+            await sender.aclose()
+            gate.set()
+            outcome = (await asyncio.gather(task, return_exceptions=True))[0]
+            await wire.until(lambda: wire.connections == 1 and not wire.open_now)
+            return wire, outcome
+
+    wire, outcome = asyncio.run(main())  # asyncio's loop: uvloop's methods cannot be replaced
+    assert isinstance(outcome, httpx.ConnectError)
+    assert outcome_of_error(outcome) is Outcome.NOT_SENT
+    assert wire.requests == []
