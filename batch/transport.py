@@ -93,7 +93,7 @@ class _Connection(asyncio.Protocol):
         self._aborted = False
         self._server_expiry = KEEPALIVE_EXPIRY
         self.idle_since = 0.0
-        self.lost: asyncio.Future[None] | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def reusable(self) -> bool:
         """Open, and its last answer was whole and kept the connection alive."""
@@ -160,7 +160,6 @@ class _Connection(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.lost = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
         if self._answer is None:  # bytes nobody asked for: the connection is not sane
@@ -178,7 +177,7 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         self._keep_alive = False
-        if self.lost is not None and not self.lost.done():
+        if not self.lost.done():
             self.lost.set_result(None)
         if self._answer is None:
             return
@@ -337,8 +336,7 @@ class HttpTransport(httpx.AsyncBaseTransport):
             connection.abort()
             raise httpx.ConnectError("the client closed while connecting")
         self._open.add(connection)
-        if connection.lost is not None:
-            connection.lost.add_done_callback(lambda _: self._open.discard(connection))
+        connection.lost.add_done_callback(lambda _: self._open.discard(connection))
         return connection
 
     def _tls(self) -> ssl.SSLContext:
@@ -353,7 +351,7 @@ class HttpTransport(httpx.AsyncBaseTransport):
         """Drop every connection now, without TLS goodbyes, and wait until they are gone."""
         self._closed = True
         self._idle.clear()
-        lost = [c.lost for c in self._open if c.lost is not None]
+        lost = [c.lost for c in self._open]
         for connection in list(self._open):
             connection.abort()
         if lost:
