@@ -293,7 +293,7 @@ def test_at_most_max_connections_are_open(run: Run[Any]) -> None:
 
 
 async def expect_error(
-    wire: Wire, send: Callable[[httpx.AsyncClient], Awaitable[object]], **kw: Any
+    send: Callable[[httpx.AsyncClient], Awaitable[object]], **kw: Any
 ) -> httpx.TransportError:
     async with client(**kw) as c:
         with pytest.raises(httpx.TransportError) as caught:
@@ -314,7 +314,7 @@ async def expect_error(
 def test_a_broken_answer_after_sending_is_unknown(run: Run[Any], reply: Reply, error: str) -> None:
     async def main() -> tuple[Wire, httpx.TransportError]:
         async with Wire(lambda n: reply) as wire:
-            return wire, await expect_error(wire, lambda c: c.post(wire.url, json={"a": 1}))
+            return wire, await expect_error(lambda c: c.post(wire.url, json={"a": 1}))
 
     wire, caught = run(main())
     assert type(caught).__name__ == error
@@ -397,7 +397,7 @@ def test_a_header_with_a_line_break_is_never_sent(run: Run[Any]) -> None:
     async def main() -> tuple[Wire, httpx.TransportError]:
         async with Wire(lambda n: ok()) as wire:
             send = lambda c: c.get(wire.url, headers={"X-Ref": "a\r\nX-Evil: 1"})  # noqa: E731
-            return wire, await expect_error(wire, send)
+            return wire, await expect_error(send)
 
     wire, caught = run(main())
     assert isinstance(caught, httpx.LocalProtocolError)
@@ -452,7 +452,7 @@ def test_https_to_a_trusted_server(run: Run[Any], ca: trustme.CA) -> None:
 def test_https_to_an_untrusted_server_is_never_sent(run: Run[Any], ca: trustme.CA) -> None:
     async def main() -> tuple[Wire, httpx.TransportError]:
         async with Wire(lambda n: ok(), server_ssl=tls_server(ca)) as wire:
-            return wire, await expect_error(wire, lambda c: c.post(wire.url, json={}))
+            return wire, await expect_error(lambda c: c.post(wire.url, json={}))
 
     wire, caught = run(main())
     assert isinstance(caught, httpx.ConnectError)
@@ -507,7 +507,7 @@ def test_a_reset_in_a_body_ended_by_closing_is_not_an_answer(run: Run[Any]) -> N
     async def main() -> tuple[Wire, httpx.TransportError]:
         reply = Reply((b"HTTP/1.1 200 OK\r\n\r\n", b'{"data": {"id": "p'), reset=True)
         async with Wire(lambda n: reply) as wire:
-            return wire, await expect_error(wire, lambda c: c.post(wire.url, json={}))
+            return wire, await expect_error(lambda c: c.post(wire.url, json={}))
 
     _, caught = run(main())
     assert isinstance(caught, httpx.ReadError)
@@ -536,7 +536,7 @@ def test_switching_protocols_is_a_protocol_error_not_a_crash(
 
     async def main() -> httpx.TransportError:
         async with Wire(lambda n: Reply((upgrade,))) as wire:
-            return await expect_error(wire, lambda c: c.post(wire.url, json={}))
+            return await expect_error(lambda c: c.post(wire.url, json={}))
 
     with caplog.at_level(logging.ERROR, logger="asyncio"):
         caught = run(main())
@@ -548,7 +548,7 @@ def test_switching_protocols_is_a_protocol_error_not_a_crash(
 def test_head_is_refused_before_anything_is_sent(run: Run[Any]) -> None:
     async def main() -> tuple[Wire, httpx.TransportError]:
         async with Wire(lambda n: ok()) as wire:
-            return wire, await expect_error(wire, lambda c: c.head(wire.url))
+            return wire, await expect_error(lambda c: c.head(wire.url))
 
     wire, caught = run(main())
     assert isinstance(caught, httpx.UnsupportedProtocol)
