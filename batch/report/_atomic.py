@@ -8,18 +8,9 @@ import tempfile
 from pathlib import Path
 
 
-def fsync_file(path: Path) -> None:
-    """Flush a closed file's data to disk."""
+def fsync(path: Path) -> None:
+    """Flush a closed file's data to disk, or make renames inside a directory durable."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make renames inside `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
@@ -45,7 +36,7 @@ class Staging:
 
     def publish(self, staged: Path, final: Path) -> None:
         """fsync a finished staged file and move it to its final path."""
-        fsync_file(staged)
+        fsync(staged)
         os.replace(staged, final)
 
     def discard(self) -> None:
@@ -60,6 +51,6 @@ def write_text_atomically(path: Path, text: str) -> None:
         staged = staging.file(path.name)
         staged.write_text(text, encoding="utf-8")
         staging.publish(staged, path)
-        fsync_dir(path.parent)
+        fsync(path.parent)
     finally:
         staging.discard()

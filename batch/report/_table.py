@@ -6,7 +6,7 @@ import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from batch.report._atomic import Staging, fsync_dir
+from batch.report._atomic import Staging, fsync
 from batch.report._cells import neutralise
 
 
@@ -21,6 +21,6 @@ def write_table(path: Path, header: Sequence[str], rows: Iterable[Sequence[str |
             for row in rows:
                 out.writerow([neutralise(c) if isinstance(c, str) else c for c in row])
         staging.publish(staged, path)
-        fsync_dir(path.parent)
+        fsync(path.parent)
     finally:
         staging.discard()

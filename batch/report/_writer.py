@@ -12,7 +12,7 @@ from typing import Literal
 
 from batch import __version__
 from batch.report import _cells
-from batch.report._atomic import Staging, fsync_dir
+from batch.report._atomic import Staging, fsync
 from batch.report._csv import CsvReport
 from batch.report._xlsx import DEFAULT_SHEET_ROW_CAP, XlsxReport
 from batch.rows import ReportRow, RowStatus
@@ -157,7 +157,7 @@ class ReportWriter:
             if self._xlsx_path is not None:
                 self._staging.publish(self._staging.file(self._xlsx_path.name), self._xlsx_path)
             self._staging.publish(self._staging.file(self._csv_path.name), self._csv_path)
-            fsync_dir(self._csv_path.parent)
+            fsync(self._csv_path.parent)
         finally:
             self._release()
         return ReportPaths(csv=self._csv_path, xlsx=self._xlsx_path)
