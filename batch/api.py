@@ -1,6 +1,14 @@
-"""The Commerce Layer calls paybatch makes, paced by the limiter and classified by the policy.
+"""The Commerce Layer calls paybatch makes: pure HTTP plus JSON:API, classified by the policy.
 
-`fetch` side only: nothing here touches the journal or the report.
+    create_external_payment(row) -> Answer           one POST; never retried here
+    order_views(order_ids= | numbers=) -> {key: OrderView}
+                                                      the preflight's two lookups per 25 orders
+    external_payments_for(order_ids) -> [FoundPayment]
+    external_payment(id) -> FoundPayment | None
+
+Nothing here touches the journal or the report. Lookups are idempotent: they wait for the
+limiter themselves and are retried by stamina on what `policy.ACTIONS` says to back off on.
+The POST is sent once; the `Sender` owns its slot, its journal marks and any resend.
 """
 
 from __future__ import annotations
@@ -8,30 +16,50 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+import stamina
 
-from batch.backoff import Backoff
-from batch.errors import PaybatchError
-from batch.policy import Outcome, outcome_of_error, outcome_of_status
+from batch.errors import PaybatchError, UsageError
+from batch.jsonapi import (
+    clip,
+    error_of,
+    found_payment,
+    order_views_of,
+    page_count,
+    payment_id_of,
+)
+from batch.policy import (
+    Action,
+    Call,
+    OrderView,
+    Outcome,
+    Source,
+    decide,
+    outcome_of_error,
+    outcome_of_status,
+    retry_after_seconds,
+)
 from batch.ratelimit import RateLimiter
-from batch.rows import InputRow, token_hash
-from batch.transport import HttpTransport
+from batch.rows import InputRow
 
 log = logging.getLogger(__name__)
 
 JSON_API = "application/vnd.api+json"
 LOOKUP_BATCH = 25  # the API's maximum page size, and the most ids we put in one filter
 LOOKUP_ATTEMPTS = 6
-DETAIL_LIMIT = 500
-URL_CACHE_SIZE = 8
+LOOKUP_TIMEOUT = 120.0  # seconds of retrying one lookup before giving up
+ORDER_FIELDS = {
+    "fields[orders]": "number,status,payment_source,payment_method",
+    "fields[payment_methods]": "payment_source_type,payment_gateway",
+    "fields[external_payments]": "payment_source_token",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,12 +71,11 @@ class Answer:
     error_code: str = ""
     error_detail: str = ""
     payment_id: str = ""
-    retry_after: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class FoundPayment:
-    """An external payment the server already has for an order."""
+    """An external payment the server has, with its order and a hash of its token."""
 
     id: str
     order_id: str
@@ -64,37 +91,27 @@ class LookupFailedError(PaybatchError):
     exit_code = 1
 
 
-class _UnattributedError(Exception):
-    """A batched lookup returned a payment without its order linkage."""
+class _Retry(Exception):
+    """A lookup answer the policy backs off on; carries the wait the server asked for."""
+
+    def __init__(self, reason: str, wait: float | None) -> None:
+        super().__init__(reason)
+        self.wait = wait
 
 
-class _NoCookies(httpx.Cookies):
-    def extract_cookies(self, response: httpx.Response) -> None:
-        """Keep nothing: the API authenticates by bearer token, and parsing every
-        response into a cookie jar was 7.5% of the event loop's time."""
-
-
-class _ApiClient(httpx.AsyncClient):
-    """An AsyncClient without a cookie jar; everything else is httpx's own."""
-
-    _no_cookies = _NoCookies()
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return self._no_cookies
-
-    @cookies.setter
-    def cookies(self, cookies: object) -> None:
-        raise TypeError("paybatch's API client keeps no cookies")
+def _backoff(exc: Exception) -> bool | float:
+    if isinstance(exc, _Retry):
+        log.warning("lookup failed (%s), retrying", exc)
+        return exc.wait if exc.wait is not None else True
+    return False
 
 
 def open_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
-    """The shared AsyncClient on paybatch's own transport, as wide as the concurrency."""
-    return _ApiClient(
-        transport=HttpTransport(max_connections=concurrency + 2),
+    """The shared AsyncClient, as wide as the concurrency."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(max_connections=concurrency + 2),
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None),
         follow_redirects=False,
-        trust_env=False,
     )
 
 
@@ -110,7 +127,7 @@ def payment_document(row: InputRow) -> dict[str, Any]:
 
 
 class CommerceLayer:
-    """The two calls we make: create an external payment, and find the ones an order has."""
+    """The calls we make. The client, auth, limiter and clock are injected."""
 
     def __init__(
         self,
@@ -120,35 +137,22 @@ class CommerceLayer:
         auth: httpx.Auth,
         limiter: RateLimiter,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        backoff: Backoff | None = None,
-        rng: random.Random | None = None,
     ) -> None:
         self._client = client
-        self._sleep = sleep
-        self._backoff = backoff or Backoff(max_attempts=LOOKUP_ATTEMPTS)
-        self._rng = rng or random.Random()
         self._base = base_url.rstrip("/")
-        self._urls: dict[str, httpx.URL] = {}  # parsed once: URL parsing was 5% of a POST
         self._auth = auth
         self._limiter = limiter
         self._clock = clock
         self.requests = {"post": 0, "lookup": 0, "throttled": 0}
 
-    async def create_external_payment(
-        self, row: InputRow, *, before_send: Callable[[], Awaitable[None]] | None = None
-    ) -> Answer:
-        """POST one external payment; never raises for an API or transport failure.
-
-        `before_send` runs once the limiter grants the slot and before the request
-        leaves: the runner commits its durable "sending" mark there.
-        """
+    async def create_external_payment(self, row: InputRow) -> Answer:
+        """POST one external payment, now; never raises for an API or transport failure."""
         body = json.dumps(payment_document(row), ensure_ascii=False).encode("utf-8")
         headers = {"Accept": JSON_API, "Content-Type": JSON_API}
-        response = await self._send(
-            "POST", "/api/external_payments", content=body, headers=headers, before_send=before_send
-        )
         self.requests["post"] += 1
+        response = await self._exchange(
+            "POST", "/api/external_payments", content=body, headers=headers
+        )
         if isinstance(response, Exception):
             return Answer(
                 outcome_of_error(response),
@@ -156,34 +160,87 @@ class CommerceLayer:
                 error_detail=_transport_detail(response),
             )
         doc = _json(response)
-        payment_id = _payment_id(doc)
-        outcome = outcome_of_status(response.status_code, has_id=bool(payment_id))
+        payment_id = payment_id_of(doc)
+        code, detail, pointer = error_of(response.status_code, response.text, doc)
+        outcome = outcome_of_status(
+            response.status_code, has_id=bool(payment_id), code=code, pointer=pointer
+        )
         if outcome is Outcome.CREATED:
             return Answer(outcome, response.status_code, payment_id=payment_id)
-        code, detail = _error(response, doc)
-        return Answer(
-            outcome,
-            response.status_code,
-            error_code=code,
-            error_detail=detail,
-            retry_after=_retry_after(response.headers),
-        )
+        return Answer(outcome, response.status_code, error_code=code, error_detail=detail)
+
+    async def order_views(
+        self, *, order_ids: Sequence[str] = (), numbers: Sequence[str] = ()
+    ) -> dict[str, OrderView]:
+        """What the server shows for up to 25 orders, keyed by the ID (or number) asked for.
+
+        Two lookups, both every time: the orders (status, payment method, active source)
+        and every external payment on them (orphans too). Records are matched to what was
+        asked by ID or number, never by position: a server that ignores a filter answers
+        200 with unrelated records, and those are dropped.
+        """
+        if len(order_ids) + len(numbers) > LOOKUP_BATCH:
+            raise ValueError(f"at most {LOOKUP_BATCH} orders per lookup")
+        by = "number" if numbers else "id"
+        wanted = list(numbers or order_ids)
+        orders = self._orders(by, wanted)
+        if by == "id":
+            docs, payments = await asyncio.gather(orders, self.external_payments_for(wanted))
+        else:
+            docs = await orders
+            ids = [view.order_id for view in order_views_of(docs, by, wanted).values()]
+            payments = await self.external_payments_for(ids) if ids else []
+        views = order_views_of(docs, by, wanted)
+        return {
+            key: _with_payments(view, [p for p in payments if p.order_id == view.order_id])
+            for key, view in views.items()
+        }
+
+    async def _orders(self, by: str, wanted: list[str]) -> list[dict[str, Any]]:
+        params = {
+            f"filter[q][{by}_in]": ",".join(wanted),
+            "include": "payment_source,payment_method",
+            **ORDER_FIELDS,
+        }
+        try:
+            return await self._pages("/api/orders", params)
+        except LookupFailedError as exc:
+            if by == "number" and "HTTP 400" in str(exc):
+                raise UsageError(
+                    "the API refused to look orders up by number (filter[q][number_in]): "
+                    f"{exc}; use order IDs with --match id"
+                ) from None
+            raise
 
     async def external_payments_for(self, order_ids: Sequence[str]) -> list[FoundPayment]:
         """Every external payment of these orders, batched 25 ids to a request."""
         found: list[FoundPayment] = []
-        batchable = [o for o in order_ids if "," not in o]
-        singles = [o for o in order_ids if "," in o]
-        for start in range(0, len(batchable), LOOKUP_BATCH):
-            chunk = batchable[start : start + LOOKUP_BATCH]
-            try:
-                found += await self._lookup({"filter[q][order_id_in]": ",".join(chunk)})
-            except _UnattributedError:
-                # A payment came back without its order: ask order by order, so that every
-                # payment found is known to belong to the order it was asked for.
-                singles += chunk
-        for order_id in singles:
-            found += await self._lookup({"filter[q][order_id_eq]": order_id}, order_id=order_id)
+        asked = set(order_ids)
+        for start in range(0, len(order_ids), LOOKUP_BATCH):
+            chunk = list(order_ids[start : start + LOOKUP_BATCH])
+            params = {
+                "filter[q][order_id_in]": ",".join(chunk),
+                "include": "order",
+                "fields[orders]": "number",
+            }
+            for doc in await self._pages("/api/external_payments", params):
+                for item in doc.get("data") or []:
+                    payment = found_payment(item)
+                    if payment is None:  # no order linkage: ask order by order
+                        return await self._one_by_one(order_ids)
+                    if payment[1] in asked:
+                        found.append(FoundPayment(*payment))
+        return found
+
+    async def _one_by_one(self, order_ids: Sequence[str]) -> list[FoundPayment]:
+        found: list[FoundPayment] = []
+        for order_id in order_ids:
+            params = {"filter[q][order_id_eq]": order_id}
+            for doc in await self._pages("/api/external_payments", params):
+                for item in doc.get("data") or []:
+                    payment = found_payment(item, order_id=order_id)
+                    if payment is not None:
+                        found.append(FoundPayment(*payment))
         return found
 
     async def external_payment(self, payment_id: str) -> FoundPayment | None:
@@ -194,60 +251,71 @@ class CommerceLayer:
         doc = await self._get_json(path, {"include": "order"}, missing_ok=True)
         if doc is None:
             return None
-        return _found_payment(doc.get("data"), order_id="")
+        payment = found_payment(doc.get("data"), order_id="")
+        return FoundPayment(*payment) if payment else None
 
-    async def _lookup(
-        self, filters: Mapping[str, str], *, order_id: str | None = None
-    ) -> list[FoundPayment]:
-        found: list[FoundPayment] = []
+    async def _pages(self, path: str, filters: Mapping[str, str]) -> list[dict[str, Any]]:
+        docs: list[dict[str, Any]] = []
         page, pages = 1, 1
         while page <= pages:
-            params = {
-                **filters,
-                "include": "order",
-                "page[size]": str(LOOKUP_BATCH),
-                "page[number]": str(page),
-            }
-            doc = await self._get_json("/api/external_payments", params, missing_ok=False)
+            params = {**filters, "page[size]": str(LOOKUP_BATCH), "page[number]": str(page)}
+            doc = await self._get_json(path, params, missing_ok=False)
             assert doc is not None
-            for item in doc.get("data") or []:
-                payment = _found_payment(item, order_id=order_id)
-                if payment is None:
-                    raise _UnattributedError
-                found.append(payment)
-            pages = _page_count(doc, page)
+            docs.append(doc)
+            pages = page_count(doc, page, LOOKUP_BATCH)
             page += 1
-        return found
+        return docs
 
     async def _get_json(
         self, path: str, params: Mapping[str, str], *, missing_ok: bool
     ) -> dict[str, Any] | None:
-        failures = 0
-        while True:
-            response = await self._send("GET", path, params=params, headers={"Accept": JSON_API})
-            self.requests["lookup"] += 1
-            if isinstance(response, Exception):
-                reason = _transport_detail(response)
-            elif response.status_code == 200 and isinstance(doc := _json(response), dict):
-                return doc
-            elif response.status_code == 429:
-                continue  # the limiter already paused; not a failure
-            elif response.status_code == 404 and missing_ok:
-                return None
-            elif 400 <= response.status_code < 500 and response.status_code not in (408, 423):
-                code, detail = _error(response, _json(response))
-                raise LookupFailedError(
-                    f"lookup refused: HTTP {response.status_code} {code} {detail}"
-                )
-            else:
-                reason = f"HTTP {response.status_code}"
-            failures += 1
-            if failures >= LOOKUP_ATTEMPTS:
-                raise LookupFailedError(f"lookup failed {failures} times; last: {reason}")
-            log.warning("lookup failed (%s), retrying", reason)
-            await self._sleep(self._backoff.delay(failures, self._rng))
+        """One GET, resent as the policy's LOOKUP rules say; stamina owns the backoff."""
+        try:
+            async for attempt in stamina.retry_context(
+                on=_backoff, attempts=LOOKUP_ATTEMPTS, timeout=LOOKUP_TIMEOUT, wait_max=10.0
+            ):
+                with attempt:
+                    return await self._get_once(path, params, missing_ok=missing_ok)
+        except _Retry as exc:
+            raise LookupFailedError(f"lookup failed {LOOKUP_ATTEMPTS} times; last: {exc}") from None
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _send(
+    async def _get_once(
+        self, path: str, params: Mapping[str, str], *, missing_ok: bool
+    ) -> dict[str, Any] | None:
+        while True:
+            await self._limiter.acquire()
+            self.requests["lookup"] += 1
+            response = await self._exchange(
+                "GET", path, params=params, headers={"Accept": JSON_API}
+            )
+            if isinstance(response, Exception):
+                if decide(Call.LOOKUP, outcome_of_error(response)).action is Action.FINAL:
+                    raise LookupFailedError(f"lookup cannot be sent: {_transport_detail(response)}")
+                raise _Retry(_transport_detail(response), None)
+            if response.status_code == 404 and missing_ok:
+                return None
+            doc = _json(response)
+            code, detail, pointer = error_of(response.status_code, response.text, doc)
+            outcome = outcome_of_status(
+                response.status_code, has_id=True, code=code, pointer=pointer
+            )
+            if outcome is Outcome.CREATED and not isinstance(doc, dict):
+                outcome = Outcome.UNKNOWN  # a 200 that is not JSON:API: read it again
+            rule = decide(Call.LOOKUP, outcome)
+            if rule.action is Action.DONE:
+                assert isinstance(doc, dict)
+                return doc
+            if rule.action is Action.RESEND_NOW:
+                continue  # the limiter already paused everyone; not a failure
+            if rule.action is Action.BACK_OFF:
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                raise _Retry(f"HTTP {response.status_code}", wait)
+            raise LookupFailedError(
+                f"lookup refused: HTTP {response.status_code} {code} {detail}".rstrip()
+            )
+
+    async def _exchange(
         self,
         method: str,
         path: str,
@@ -255,17 +323,13 @@ class CommerceLayer:
         headers: Mapping[str, str],
         content: bytes | None = None,
         params: Mapping[str, str] | None = None,
-        before_send: Callable[[], Awaitable[None]] | None = None,
     ) -> httpx.Response | Exception:
-        await self._limiter.acquire()
-        # Latency runs from the slot to the answer, so the limiter's pad covers our own delay too.
+        """One request and its answer; the limiter learns from every answer."""
         started = self._clock()
-        if before_send is not None:
-            await before_send()
         try:
             response = await self._client.request(
                 method,
-                self._url(path),
+                self._base + path,
                 content=content,
                 params=params,
                 headers=headers,
@@ -277,32 +341,19 @@ class CommerceLayer:
         self._limiter.observe(response.headers)
         if response.status_code == 429:
             self.requests["throttled"] += 1
-            self._limiter.on_throttled(_retry_after(response.headers))
+            self._limiter.on_throttled(retry_after_seconds(response.headers.get("Retry-After")))
         else:
             self._limiter.on_accepted()
         return response
 
-    def _url(self, path: str) -> httpx.URL:
-        url = self._urls.get(path)
-        if url is None:
-            url = httpx.URL(self._base + path)
-            if len(self._urls) < URL_CACHE_SIZE:  # the fixed paths, not one per payment ID
-                self._urls[path] = url
-        return url
 
-
-def _page_count(doc: dict[str, Any], page: int) -> int:
-    """Pages to read: meta.page_count, else record_count / page size, else follow links.next."""
-    meta: dict[str, Any] = doc["meta"] if isinstance(doc.get("meta"), dict) else {}
-    try:
-        if meta.get("page_count") is not None:
-            return int(meta["page_count"])
-        if meta.get("record_count") is not None:
-            return max(1, -(-int(meta["record_count"]) // LOOKUP_BATCH))
-    except (TypeError, ValueError):
-        pass
-    links: dict[str, Any] = doc["links"] if isinstance(doc.get("links"), dict) else {}
-    return page + 1 if links.get("next") else page
+def _with_payments(view: OrderView, payments: list[FoundPayment]) -> OrderView:
+    sources = tuple(Source("external_payments", p.id, p.token_sha256) for p in payments)
+    active = view.active
+    if active is not None and active.type == "external_payments" and not active.token_sha256:
+        known = next((s for s in sources if s.id == active.id), None)
+        active = known or active
+    return replace(view, payments=sources, active=active)
 
 
 def _json(response: httpx.Response) -> Any:
@@ -312,63 +363,9 @@ def _json(response: httpx.Response) -> Any:
         return None
 
 
-def _payment_id(doc: Any) -> str:
-    if isinstance(doc, dict) and isinstance(data := doc.get("data"), dict):
-        value = data.get("id")
-        if isinstance(value, str) and data.get("type") == "external_payments":
-            return value
-    return ""
-
-
-def _found_payment(item: Any, *, order_id: str | None = None) -> FoundPayment | None:
-    """A payment and its order: from the linkage, or from the one order that was asked for."""
-    try:
-        payment_id = str(item["id"])
-        token = str(item.get("attributes", {}).get("payment_source_token") or "")
-    except (KeyError, TypeError, AttributeError):
-        raise LookupFailedError("lookup returned a payment without an id") from None
-    try:
-        owner = str(item["relationships"]["order"]["data"]["id"])
-    except (KeyError, TypeError):
-        if order_id is None:
-            return None
-        owner = order_id
-    return FoundPayment(payment_id, owner, token_hash(token))
-
-
-def _error(response: httpx.Response, doc: Any) -> tuple[str, str]:
-    """The first error's code and every error's detail; non-JSON bodies are quoted."""
-    errors = doc.get("errors") if isinstance(doc, dict) else None
-    if isinstance(errors, list) and errors and all(isinstance(e, dict) for e in errors):
-        code = str(errors[0].get("code") or f"HTTP_{response.status_code}")
-        details = []
-        for error in errors:
-            text = str(error.get("detail") or error.get("title") or "")
-            pointer = (error.get("source") or {}).get("pointer")
-            details.append(f"{text} ({pointer})" if pointer else text)
-        return code, _clip("; ".join(d for d in details if d))
-    text = re.sub(r"<[^>]*>", " ", response.text)
-    text = " ".join(text.split())
-    return f"HTTP_{response.status_code}", _clip(f"unexpected answer: {text or '(empty body)'}")
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
-
-
 def _transport_code(error: Exception) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", type(error).__name__).upper()
 
 
 def _transport_detail(error: Exception) -> str:
-    return _clip(f"{type(error).__name__}: {error}".rstrip(": "))
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= DETAIL_LIMIT else text[: DETAIL_LIMIT - 1] + "…"
+    return clip(f"{type(error).__name__}: {error}".rstrip(": "))

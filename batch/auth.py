@@ -16,16 +16,35 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass
 
 import httpx
+import stamina
 
 from batch.config import ApiConfig
 from batch.errors import AuthRefusedError, PaybatchError
+from batch.policy import Action, Call, decide, outcome_of_status, retry_after_seconds
+from batch.ratelimit import RateLimiter, Window
 
 log = logging.getLogger(__name__)
 
 # The token endpoint allows 30 requests a minute; we need one every couple of hours.
-TOKEN_ENDPOINT_WINDOW = (30, 60.0)
+TOKEN_ENDPOINT_WINDOW = Window(30, 60.0)
 REFRESH_MARGIN = 60.0  # refresh this long before expiry (or at 90% of a short lifetime)
 TOKEN_ATTEMPTS = 4
+TOKEN_TIMEOUT = 120.0  # seconds of retrying before the token endpoint counts as unreachable
+
+
+class _TokenRetry(Exception):
+    """A token answer the policy backs off on; carries the wait the server asked for."""
+
+    def __init__(self, reason: str, wait: float | None) -> None:
+        super().__init__(reason)
+        self.wait = wait
+
+
+def _backoff(exc: Exception) -> bool | float:
+    if isinstance(exc, _TokenRetry):
+        log.warning("token endpoint failed (%s), retrying", exc)
+        return exc.wait if exc.wait is not None else True
+    return False
 
 
 class TokenUnavailableError(PaybatchError):
@@ -75,7 +94,7 @@ class TokenProvider:
         self._on_token = on_token
         self._token: Token | None = None
         self._lock = asyncio.Lock()
-        self._issued: list[float] = []
+        self._endpoint = RateLimiter((TOKEN_ENDPOINT_WINDOW,), clock=clock, sleep=sleep)
         self.refreshes = 0
 
     @property
@@ -109,43 +128,40 @@ class TokenProvider:
         }
         if self._config.scope:
             body["scope"] = self._config.scope
-        for attempt in range(1, TOKEN_ATTEMPTS + 1):
-            await self._respect_endpoint_limit()
-            try:
-                response = await self._client.post(
-                    self._config.auth_url,
-                    json=body,
-                    headers={"Accept": "application/json"},
-                )
-            except httpx.RequestError as exc:
-                log.warning(
-                    "token endpoint failed (%s), attempt %d of %d",
-                    type(exc).__name__,
-                    attempt,
-                    TOKEN_ATTEMPTS,
-                )
-                await self._pause(attempt)
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                log.warning(
-                    "token endpoint answered HTTP %d, attempt %d of %d",
-                    response.status_code,
-                    attempt,
-                    TOKEN_ATTEMPTS,
-                )
-                await self._pause(attempt, response.headers.get("Retry-After"))
-                continue
-            if response.status_code in (400, 401, 403):
-                raise AuthRefusedError(
-                    f"the token endpoint {self._config.auth_url} refused the client credentials "
-                    f"(HTTP {response.status_code}{_error_code(response)}); "
-                    "check CL_CLIENT_ID, CL_CLIENT_SECRET and CL_SCOPE"
-                )
-            return self._accept(response)
-        raise TokenUnavailableError(
-            f"could not get an access token from {self._config.auth_url} "
-            f"after {TOKEN_ATTEMPTS} attempts"
-        )
+        try:
+            async for attempt in stamina.retry_context(
+                on=_backoff, attempts=TOKEN_ATTEMPTS, timeout=TOKEN_TIMEOUT, wait_max=30.0
+            ):
+                with attempt:
+                    return await self._ask(body)
+        except _TokenRetry as exc:
+            raise TokenUnavailableError(
+                f"could not get an access token from {self._config.auth_url} "
+                f"after {TOKEN_ATTEMPTS} attempts ({exc})"
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _ask(self, body: dict[str, str]) -> Token:
+        """One request to the token endpoint, judged by the policy's TOKEN rules."""
+        await self._endpoint.acquire()
+        try:
+            response = await self._client.post(
+                self._config.auth_url, json=body, headers={"Accept": "application/json"}
+            )
+        except httpx.RequestError as exc:
+            raise _TokenRetry(type(exc).__name__, None) from exc
+        outcome = outcome_of_status(response.status_code, has_id=True)
+        rule = decide(Call.TOKEN, outcome)
+        if rule.action is Action.BACK_OFF:
+            wait = retry_after_seconds(response.headers.get("Retry-After"))
+            raise _TokenRetry(f"HTTP {response.status_code}", wait)
+        if rule.action is Action.FINAL:
+            raise AuthRefusedError(
+                f"the token endpoint {self._config.auth_url} refused the client credentials "
+                f"(HTTP {response.status_code}{_error_code(response)}); "
+                "check CL_CLIENT_ID, CL_CLIENT_SECRET, CL_SCOPE and CL_AUTH_URL"
+            )
+        return self._accept(response)
 
     def _accept(self, response: httpx.Response) -> Token:
         try:
@@ -169,24 +185,6 @@ class TokenProvider:
             extra={"expires_in": lifetime, "environment": token.environment or "unknown"},
         )
         return token
-
-    async def _respect_endpoint_limit(self) -> None:
-        limit, seconds = TOKEN_ENDPOINT_WINDOW
-        now = self._clock()
-        self._issued = [t for t in self._issued if now - t < seconds]
-        if len(self._issued) >= limit:
-            await self._sleep_for(self._issued[0] + seconds - now)
-        self._issued.append(self._clock())
-
-    async def _pause(self, attempt: int, retry_after: str | None = None) -> None:
-        try:
-            delay = float(retry_after) if retry_after else min(2.0**attempt, 30.0)
-        except ValueError:
-            delay = min(2.0**attempt, 30.0)
-        await self._sleep_for(delay)
-
-    async def _sleep_for(self, seconds: float) -> None:
-        await self._sleep(max(0.0, seconds))
 
 
 def _error_code(response: httpx.Response) -> str:
@@ -219,8 +217,11 @@ class BearerAuth(httpx.Auth):
 
     requires_response_body = True
 
-    def __init__(self, provider: TokenProvider) -> None:
+    def __init__(
+        self, provider: TokenProvider, *, pace: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
         self._provider = provider
+        self._pace = pace  # the API limiter's acquire: the resend is a request like any other
 
     def sync_auth_flow(
         self, request: httpx.Request
@@ -236,7 +237,9 @@ class BearerAuth(httpx.Auth):
         # httpx reads the body for `requires_response_body` only in its own flows, not in
         # an overridden one; without this a streamed 401 raises ResponseNotRead.
         await response.aread()
-        if is_invalid_token(response):
+        if is_invalid_token(response):  # policy.REFRESH_ON: refresh once, resend once
             value = await self._provider.rejected(value)
             request.headers["Authorization"] = f"Bearer {value}"
+            if self._pace is not None:
+                await self._pace()
             yield request

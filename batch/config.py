@@ -118,6 +118,7 @@ class RunOptions:
     summary_json: Path | None = None
     sheet: str | None = None
     columns: Mapping[str, str] = field(default_factory=dict)
+    sandbox: bool = False  # against the built-in sandbox: messages point to its options
 
     @property
     def effective_settle_delay(self) -> float:

@@ -36,9 +36,8 @@ async def connect(
     api = CommerceLayer(
         client,
         config.base_url,
-        auth=BearerAuth(provider),
+        auth=BearerAuth(provider, pace=limiter.acquire),
         limiter=limiter,
         clock=clock,
-        sleep=sleep,
     )
     return Connection(api, limiter, provider, environment)

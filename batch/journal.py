@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS payments (
     sent_run_id TEXT,
     created_run_id TEXT,
     sent_at REAL,
+    sent_timeout REAL,
     flag TEXT NOT NULL DEFAULT '',
     first_seen_at REAL NOT NULL,
     updated_at REAL NOT NULL
@@ -74,7 +75,11 @@ class RowState(enum.StrEnum):
 
 # The transitions the journal allows; anything else is a bug and raises.
 TRANSITIONS: dict[RowState, frozenset[RowState]] = {
-    RowState.PENDING: frozenset({RowState.SENDING, RowState.PENDING}),
+    # CREATED and RETRYABLE straight from pending: the preflight found the order paid,
+    # or refused it, before any POST.
+    RowState.PENDING: frozenset(
+        {RowState.SENDING, RowState.PENDING, RowState.CREATED, RowState.RETRYABLE}
+    ),
     RowState.SENDING: frozenset(
         {
             RowState.PENDING,  # 429 or never sent: not an attempt
@@ -118,17 +123,19 @@ class Record:
     created_run_id: str
     sent_at: float | None
     flag: str
+    sent_timeout: float | None = None  # the --timeout in force when it was sent
 
 
 _COLUMNS = (
     "order_id, state, payment_id, http_status, error_code, error_detail, attempts, "
-    "fingerprint, token_sha256, row_number, run_id, sent_run_id, created_run_id, sent_at, flag"
+    "fingerprint, token_sha256, row_number, run_id, sent_run_id, created_run_id, sent_at, flag, "
+    "sent_timeout"
 )
 
 
 def _record(values: Sequence[Any]) -> Record:
     (order_id, state, payment_id, http_status, code, detail, attempts, fingerprint) = values[:8]
-    (token_sha, row_number, run_id, sent_run_id, created_run_id, sent_at, flag) = values[8:]
+    (token_sha, row_number, run_id, sent_run_id, created_run_id, sent_at, flag) = values[8:15]
     return Record(
         order_id,
         RowState(state),
@@ -145,6 +152,7 @@ def _record(values: Sequence[Any]) -> Record:
         created_run_id or "",
         sent_at,
         flag,
+        values[15],
     )
 
 
@@ -165,6 +173,13 @@ def plan_for(record: Record | None, row: InputRow) -> Plan:
     return Plan.SEND
 
 
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Columns added since the first schema, added in place to an older file."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(payments)")}
+    if "sent_timeout" not in have:
+        db.execute("ALTER TABLE payments ADD COLUMN sent_timeout REAL")
+
+
 class Journal:
     """Synchronous access to the state file; one connection, used from one thread at a time."""
 
@@ -181,6 +196,7 @@ class Journal:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(SCHEMA)
+            _add_missing_columns(db)
             row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
             if row is None:
                 db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
@@ -319,8 +335,8 @@ class Journal:
             )
         return plan, existing
 
-    def mark_sending(self, row: InputRow, *, run_id: str, now: float) -> None:
-        """The intent to POST, committed before the POST goes out."""
+    def mark_sending(self, row: InputRow, *, run_id: str, now: float, timeout: float) -> None:
+        """The intent to POST, committed before the POST goes out, with the timeout in force."""
         self._update(
             row.order_id,
             RowState.SENDING,
@@ -328,6 +344,34 @@ class Journal:
             token_sha256=token_hash(row.payment_source_token),
             sent_run_id=run_id,
             sent_at=now,
+            sent_timeout=timeout,
+            updated_at=now,
+        )
+
+    def mark_found(self, *, order_id: str, payment_id: str, flag: str, now: float) -> None:
+        """The preflight found this row's payment on the server before any POST of ours."""
+        self._update(
+            order_id,
+            RowState.CREATED,
+            payment_id=payment_id,
+            error_code="",
+            error_detail="",
+            created_run_id="",
+            flag=flag,
+            updated_at=now,
+        )
+
+    def mark_refused(self, *, order_id: str, code: str, detail: str, now: float) -> None:
+        """The preflight refused the row (the order is not in a state to pay): not sent.
+
+        Retryable: the next run looks at the server again, so fixing the order is enough.
+        """
+        self._update(
+            order_id,
+            RowState.RETRYABLE,
+            http_status=None,
+            error_code=code,
+            error_detail=detail,
             updated_at=now,
         )
 
@@ -433,8 +477,15 @@ class AsyncJournal:
         self._flushing: asyncio.Task[None] | None = None
 
     async def read(self, fn: Callable[[Journal], _T]) -> _T:
+        """Run a read on the journal's thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, self.journal)
+
+    async def transact(self, fn: Callable[[Journal], _T]) -> _T:
+        """Run writes that also return something (admission) in one durable transaction."""
+        result: list[_T] = []
+        await self.write(lambda j: result.append(fn(j)))
+        return result[0]
 
     async def write(self, op: Callable[[Journal], None]) -> None:
         """Return once `op` is durably committed (possibly together with others)."""

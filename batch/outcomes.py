@@ -5,15 +5,21 @@ from __future__ import annotations
 from dataclasses import replace
 
 from batch.journal import Record, RowState
+from batch.policy import VERDICTS
 from batch.rows import InputRow, ReportRow, RowStatus, token_hash
 
 UNKNOWN_OUTCOME = "UNKNOWN_OUTCOME"
 TOKEN_CHANGED = "TOKEN_CHANGED"
 
+# A created row can carry one of these: the payment exists, but a person must look.
 FLAG_DETAILS = {
+    "SOURCE_REPLACED": "this row's payment exists, but the order's active payment source is "
+    "another one; not sent again",
+    "EXTRA_PAYMENTS": "the server has more than one external payment for this order; "
+    "not sent again",
     "TOKEN_MISMATCH": "found on the server by lookup, but with a different payment source token",
-    "EXTRA_PAYMENTS": "the server has more than one external payment for this order",
 }
+_STATUS_OF_CODE = {v.code: v.status for v in VERDICTS.values() if v.code and v.status}
 
 
 def report_row(row: InputRow, record: Record | None, *, run_id: str) -> ReportRow:
@@ -44,12 +50,10 @@ def report_row(row: InputRow, record: Record | None, *, run_id: str) -> ReportRo
         if not code and record.token_sha256 != token_hash(row.payment_source_token):
             code = TOKEN_CHANGED
             detail = "this row's token differs from the one the order was paid with; not resent"
-        return replace(
-            line,
-            status=RowStatus.CREATED if mine else RowStatus.ALREADY_CREATED,
-            error_code=code,
-            error_detail=detail,
-        )
+        status = RowStatus.CREATED if mine else RowStatus.ALREADY_CREATED
+        if _STATUS_OF_CODE.get(code) is RowStatus.FAILED:
+            status = RowStatus.FAILED  # the verdict table: someone must sort this order out
+        return replace(line, status=status, error_code=code, error_detail=detail)
     if record.state in (RowState.SENDING, RowState.UNKNOWN):
         cause = f"{record.error_code}: {record.error_detail}; " if record.error_code else ""
         return replace(

@@ -1,105 +1,65 @@
-"""`paybatch reconcile`: audit every payment the state file says we created against the server.
+"""`paybatch reconcile`: what is in effect on the server, order by order, by the verdict table.
 
-For each order recorded as created, the server must have that external payment, on that
-order, carrying that row's token (compared by SHA-256), and no other payment for the order.
+    reconcile_state(state)   every order the state file records as created
+    reconcile_input(INPUT)   every valid row of a file, with no state file at all
+
+Both read the server in batches of 25 orders (the preflight's two lookups) and apply
+`policy.finding_for` to each order with the row's token: the active payment source and
+the order's status count, not merely that some payment exists.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from batch import eventloop
-from batch.api import LOOKUP_BATCH, CommerceLayer, FoundPayment, HttpClient, open_client
+from batch.api import LOOKUP_BATCH, CommerceLayer, HttpClient, open_client
 from batch.config import ApiConfig
 from batch.connection import connect
 from batch.errors import StateError
-from batch.journal import Journal, Record, RowState, binding
+from batch.inputs import open_input
+from batch.journal import Journal, RowState, binding
+from batch.policy import Finding, OrderView, finding_for, payment_of
 from batch.report import write_table
+from batch.rows import token_hash
 
 log = logging.getLogger(__name__)
 
-
-class Finding(enum.StrEnum):
-    OK = "ok"
-    MISSING = "missing"  # no such payment on the server
-    DIFFERENT_ORDER = "different_order"  # the payment exists but belongs to another order
-    DIFFERENT_TOKEN = "different_token"  # the payment carries another token than the row's
-    EXTRA_PAYMENTS = "extra_payments"  # the order has more than one external payment
-
-
-@dataclass(frozen=True, slots=True)
-class Check:
-    order_id: str
-    row_number: int
-    payment_id: str
-    findings: tuple[Finding, ...]
-    server_payment_ids: tuple[str, ...]
-    detail: str
-
-    @property
-    def ok(self) -> bool:
-        return self.findings == (Finding.OK,)
-
-
-async def audit(api: CommerceLayer, records: Sequence[Record]) -> list[Check]:
-    """Check the given created records, 25 orders to a lookup."""
-    checks: list[Check] = []
-    for start in range(0, len(records), LOOKUP_BATCH):
-        chunk = records[start : start + LOOKUP_BATCH]
-        found = await api.external_payments_for([r.order_id for r in chunk])
-        by_order: dict[str, list[FoundPayment]] = {}
-        for payment in found:
-            by_order.setdefault(payment.order_id, []).append(payment)
-        for record in chunk:
-            checks.append(await _check(api, record, by_order.get(record.order_id, [])))
-    return checks
-
-
-async def _check(api: CommerceLayer, record: Record, payments: list[FoundPayment]) -> Check:
-    findings: list[Finding] = []
-    details: list[str] = []
-    ours = next((p for p in payments if p.id == record.payment_id), None)
-    if ours is None:
-        elsewhere = await api.external_payment(record.payment_id)
-        if elsewhere is None:
-            findings.append(Finding.MISSING)
-            details.append(f"payment {record.payment_id} does not exist on the server")
-        elif elsewhere.order_id != record.order_id:
-            findings.append(Finding.DIFFERENT_ORDER)
-            details.append(f"payment {record.payment_id} belongs to order {elsewhere.order_id}")
-        else:
-            ours = elsewhere
-    if ours is not None and ours.token_sha256 != record.token_sha256:
-        findings.append(Finding.DIFFERENT_TOKEN)
-        details.append(f"payment {record.payment_id} carries a different payment source token")
-    others = [p.id for p in payments if p.id != record.payment_id]
-    if others:
-        findings.append(Finding.EXTRA_PAYMENTS)
-        details.append(f"the order also has payment(s) {', '.join(others)}")
-    return Check(
-        order_id=record.order_id,
-        row_number=record.row_number,
-        payment_id=record.payment_id,
-        findings=tuple(findings) or (Finding.OK,),
-        server_payment_ids=tuple(p.id for p in payments),
-        detail="; ".join(details),
-    )
-
-
+# What each verdict row means for an audit, in a word finance can filter on.
+RESULTS: dict[Finding, str] = {
+    Finding.OURS: "paid",
+    Finding.NOTHING: "not_paid",
+    Finding.NOT_PENDING: "not_paid",
+    Finding.NO_METHOD: "not_paid",
+    Finding.OTHER_SOURCE: "paid_with_another_source",
+    Finding.REPLACED: "source_replaced",
+    Finding.EXTRA: "more_than_one_payment",
+    Finding.NOT_FOUND: "order_not_found",
+    Finding.TOKEN_CHANGED: "paid_with_another_token",
+}
 RECONCILE_COLUMNS = (
     "row",
     "order_id",
     "result",
     "external_payment_id",
     "server_payment_ids",
+    "order_status",
+    "active_source",
     "detail",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    row_number: int
+    order_id: str
+    token_sha256: str
+    payment_id: str = ""  # what the state file recorded, when it did
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,17 +73,58 @@ class ReconcileResult:
         return 0 if self.mismatched == 0 else 1
 
 
+def audit_line(check: Check, view: OrderView) -> list[str | int]:
+    """One line of the findings: the verdict, and what was seen."""
+    finding, detail = finding_for(view, check.token_sha256)
+    result = RESULTS[finding]
+    ours = payment_of(view, check.token_sha256)
+    if finding is Finding.OTHER_SOURCE and _another_token(view):
+        result = "paid_with_another_token"
+    if finding is Finding.OURS and check.payment_id and ours and ours.id != check.payment_id:
+        result, detail = (
+            "different_payment",
+            (f"the state file recorded {check.payment_id}, the order's payment is {ours.id}"),
+        )
+    if not check.payment_id and finding is Finding.NOT_PENDING:
+        detail = f"no payment; {detail}"
+    active = view.active
+    return [
+        check.row_number,
+        check.order_id,
+        result,
+        check.payment_id or (ours.id if ours else ""),
+        " ".join(p.id for p in view.payments),
+        view.status,
+        f"{active.type} {active.id}" if active else "",
+        detail,
+    ]
+
+
+def _another_token(view: OrderView) -> bool:
+    active = view.active
+    return (active is not None and active.type == "external_payments") or (
+        active is None and bool(view.payments)
+    )
+
+
+async def audit(api: CommerceLayer, checks: Sequence[Check]) -> list[list[str | int]]:
+    lines: list[list[str | int]] = []
+    for start in range(0, len(checks), LOOKUP_BATCH):
+        chunk = checks[start : start + LOOKUP_BATCH]
+        views = await api.order_views(order_ids=list(dict.fromkeys(c.order_id for c in chunk)))
+        lines += [audit_line(c, views[c.order_id]) for c in chunk]
+    return lines
+
+
 def reconcile_state(
     state_path: Path,
     api_config: ApiConfig,
     *,
     report_path: Path,
     client: HttpClient | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     on_secret: Callable[[str], None] = lambda _secret: None,
 ) -> ReconcileResult:
-    """Audit every created order of the state file and write the findings, one row each."""
+    """Audit every order the state file records as created."""
     if not state_path.exists():
         raise StateError(f"{state_path}: no such state file")
     journal = Journal.open(state_path)
@@ -132,59 +133,77 @@ def reconcile_state(
         bound_to = journal.bound_to()
     finally:
         journal.close()
-    on_secret(api_config.client_secret.reveal())
-    checks = eventloop.run(
-        _audit_online(
-            records,
-            api_config,
-            bound_to=bound_to,
-            client=client,
-            clock=clock,
-            sleep=sleep,
-            on_secret=on_secret,
-        )
+    checks = [Check(r.row_number, r.order_id, r.token_sha256, r.payment_id) for r in records]
+    return _reconcile(
+        checks,
+        api_config,
+        bound_to=bound_to,
+        report_path=report_path,
+        client=client,
+        on_secret=on_secret,
     )
-    write_table(
-        report_path,
-        RECONCILE_COLUMNS,
-        (
-            [
-                c.row_number,
-                c.order_id,
-                "+".join(c.findings),
-                c.payment_id,
-                " ".join(c.server_payment_ids),
-                c.detail,
-            ]
-            for c in checks
-        ),
-    )
-    mismatched = sum(1 for c in checks if not c.ok)
-    log.info("reconciled", extra={"checked": len(checks), "mismatched": mismatched})
-    return ReconcileResult(checked=len(checks), mismatched=mismatched, report=report_path)
 
 
-async def _audit_online(
-    records: list[Record],
+def reconcile_input(
+    input_path: Path,
+    api_config: ApiConfig,
+    *,
+    sheet: str | None = None,
+    columns: dict[str, str] | None = None,
+    report_path: Path,
+    client: HttpClient | None = None,
+    on_secret: Callable[[str], None] = lambda _secret: None,
+) -> ReconcileResult:
+    """Audit every valid row of a file against the server; no state file is read."""
+    source = open_input(input_path, sheet=sheet, columns=columns)
+    checks = [
+        Check(row.row, row.order_id, token_hash(row.payment_source_token))
+        for row in source.rows()
+        if row.problem is None
+    ]
+    return _reconcile(
+        checks,
+        api_config,
+        bound_to=None,
+        report_path=report_path,
+        client=client,
+        on_secret=on_secret,
+    )
+
+
+def _reconcile(
+    checks: list[Check],
     api_config: ApiConfig,
     *,
     bound_to: str | None,
+    report_path: Path,
     client: HttpClient | None,
-    clock: Callable[[], float],
-    sleep: Callable[[float], Awaitable[None]],
     on_secret: Callable[[str], None],
-) -> list[Check]:
-    owned = None
-    if client is None:
-        client = owned = open_client(timeout=30.0, concurrency=2)
-    try:
-        conn = await connect(
-            client, api_config, windows=(), clock=clock, sleep=sleep, on_secret=on_secret
-        )
-        here = binding(api_config.api_host, conn.environment)
-        if bound_to is not None and bound_to != here:
-            raise StateError(f"the state file holds the payments of {bound_to}, not {here}")
-        return await audit(conn.api, records)
-    finally:
-        if owned is not None:
-            await owned.aclose()
+) -> ReconcileResult:
+    on_secret(api_config.client_secret.reveal())
+
+    async def online() -> list[list[str | int]]:
+        owned = client is None
+        http = open_client(timeout=30.0, concurrency=2) if client is None else client
+        try:
+            conn = await connect(
+                http,
+                api_config,
+                windows=(),
+                clock=time.monotonic,
+                sleep=asyncio.sleep,
+                on_secret=on_secret,
+            )
+            here = binding(api_config.api_host, conn.environment)
+            if bound_to is not None and bound_to != here:
+                raise StateError(f"the state file holds the payments of {bound_to}, not {here}")
+            return await audit(conn.api, checks)
+        finally:
+            if owned:
+                await http.aclose()
+
+    lines = eventloop.run(online())
+    write_table(report_path, RECONCILE_COLUMNS, lines)
+    mismatched = sum(1 for line in lines if line[2] != "paid")
+    log.info("reconciled", extra={"checked": len(lines), "mismatched": mismatched})
+    return ReconcileResult(checked=len(lines), mismatched=mismatched, report=report_path)

@@ -1,6 +1,6 @@
 """One `paybatch run` (and `validate`): lock, send exactly once, report.
 
-    cli → runner → payment_run → (api, ratelimit, journal)
+    cli → runner → payment_run → feeder, sender, settler, tuning → (api, ratelimit, journal)
              └──→ (inputs, connection, outcomes, report, lock, shutdown)
 
 The runner owns the run's life: it opens the input, takes the state file's lock, fetches
@@ -16,12 +16,13 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
+from batch import eventloop
 from batch.api import (
     HttpClient,
     open_client,
@@ -34,7 +35,9 @@ from batch.inputs import InputFile, open_input
 from batch.journal import AsyncJournal, Journal
 from batch.lock import StateLock
 from batch.outcomes import report_row
-from batch.payment_run import MAX_WORKERS, Clock, PaymentRun, Sleep, chunks
+from batch.payment_run import PaymentRun
+from batch.policy import FLAG_CODES
+from batch.preview import exit_code_of_preview, preview_file
 from batch.progress import NullProgress, Progress
 from batch.ratelimit import (
     Window,
@@ -49,7 +52,9 @@ from batch.report import (
     write_summary_json,
 )
 from batch.rows import InputRow, ReportRow, RowStatus
+from batch.run_context import Clock, RunContext, Sleep
 from batch.shutdown import Shutdown
+from batch.tuning import MAX_WORKERS
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +74,12 @@ def new_run_id(now: datetime) -> str:
     return now.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
-def exit_code_for(counts: Counter[str]) -> int:
+def exit_code_for(counts: Counter[str], errors: Counter[str] | None = None) -> int:
+    """0: every row created or already created, with nothing for a person to look at."""
     done = counts[RowStatus.CREATED] + counts[RowStatus.ALREADY_CREATED]
-    return 0 if done == sum(counts.values()) else 1
+    done += counts.get("skipped", 0)
+    flagged = any(code in FLAG_CODES for code in (errors or {}))
+    return 0 if done == sum(counts.values()) and not flagged else 1
 
 
 # -- entry points ---------------------------------------------------------------------
@@ -169,7 +177,9 @@ async def run_payments(
                 input_file, journal, run_id, report_path, xlsx=options.xlsx, info=info
             )
             exit_code = (
-                sending.exit_code if sending.exit_code is not None else exit_code_for(counts)
+                sending.exit_code
+                if sending.exit_code is not None
+                else exit_code_for(counts, errors)
             )
             await journal.read(
                 lambda j: j.finish_run(run_id, finished_at=_iso(now()), exit_code=exit_code)
@@ -237,13 +247,18 @@ async def _send_all(
     except (AuthRefusedError, TokenUnavailableError) as exc:
         return _Sent(environment="unknown", exit_code=exc.exit_code, message=str(exc))
     environment, api, limiter = conn.environment, conn.api, conn.limiter
+    fail_fast_hint = (
+        "; the built-in sandbox knows only the sample's orders: to rehearse your own file, "
+        "serve it with `paybatch sandbox --open-orders`"
+        if options.sandbox
+        else ""
+    )
     await journal.read(partial(Journal.bind, api_host=api_config.api_host, environment=environment))
     total_rows = input_file.count()
     progress.start(total_rows)
     with Shutdown() as shutdown:
-        job = PaymentRun(
+        ctx = RunContext(
             run_id=run_id,
-            input_file=input_file,
             journal=journal,
             api=api,
             limiter=limiter,
@@ -255,7 +270,8 @@ async def _send_all(
             wall=wall,
             total_rows=total_rows,
         )
-        await job.execute()
+        await PaymentRun(ctx, input_file, fail_fast_hint=fail_fast_hint).execute()
+    job = ctx
     requests = {**api.requests, "token_requests": conn.provider.refreshes}
     if job.crashed is not None:
         # A bug, logged with its traceback; the journal is consistent, so the report
@@ -306,6 +322,29 @@ async def _write_report(
         return paths, Counter(writer.counts), Counter(writer.error_counts)
 
 
+def preview(
+    options: RunOptions,
+    api_config: ApiConfig,
+    *,
+    run_id: str,
+    client: HttpClient | None = None,
+    now: Callable[[], datetime] = _utcnow,
+    on_secret: Callable[[str], None] = lambda _secret: None,
+) -> RunResult:
+    """The preflight alone (`run --dry-run`, `validate --server`): sends nothing."""
+    counts, errors, paths = eventloop.run(
+        preview_file(
+            options, api_config, run_id=run_id, now=now, client=client, on_secret=on_secret
+        )
+    )
+    return RunResult(
+        run_id=run_id,
+        exit_code=exit_code_of_preview(counts, errors),
+        counts=dict(counts),
+        paths=paths,
+    )
+
+
 def validate_file(
     input_path: Path,
     *,
@@ -338,6 +377,17 @@ def validate_file(
         counts = Counter(writer.counts)
     valid = counts[RowStatus.VALID] == sum(counts.values())
     return RunResult(run_id=run_id, exit_code=0 if valid else 1, counts=dict(counts), paths=paths)
+
+
+def chunks(rows: Iterator[InputRow], size: int) -> Iterator[list[InputRow]]:
+    chunk: list[InputRow] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _validated(row: InputRow) -> ReportRow:

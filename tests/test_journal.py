@@ -39,7 +39,7 @@ def test_wal_and_full_sync(journal: Journal) -> None:
 def test_new_row_is_sent_then_created_is_skipped(journal: Journal) -> None:
     r = row()
     assert admit(journal, r) is Plan.SEND
-    journal.transaction([lambda j: j.mark_sending(r, run_id="run1", now=2.0)])
+    journal.transaction([lambda j: j.mark_sending(r, run_id="run1", now=2.0, timeout=30.0)])
     record = journal.get("ORD1")
     assert record is not None
     assert record.state is RowState.SENDING
@@ -65,7 +65,7 @@ def test_new_row_is_sent_then_created_is_skipped(journal: Journal) -> None:
 def test_sending_left_by_a_crash_must_be_settled(journal: Journal) -> None:
     r = row()
     admit(journal, r)
-    journal.transaction([lambda j: j.mark_sending(r, run_id="run1", now=2.0)])
+    journal.transaction([lambda j: j.mark_sending(r, run_id="run1", now=2.0, timeout=30.0)])
     # run1 dies here; run2 must look it up before any resend, even with a new payload.
     assert admit(journal, row(token="tok_changed__"), run="run2") is Plan.SETTLE
 
@@ -75,7 +75,7 @@ def test_permanent_failure_is_retried_only_when_the_payload_changed(journal: Jou
     admit(journal, r)
     journal.transaction(
         [
-            lambda j: j.mark_sending(r, run_id="run1", now=2.0),
+            lambda j: j.mark_sending(r, run_id="run1", now=2.0, timeout=30.0),
             lambda j: j.mark_outcome(
                 order_id="ORD1",
                 state=RowState.FAILED,
@@ -99,7 +99,7 @@ def test_permanent_failure_is_retried_only_when_the_payload_changed(journal: Jou
 def test_the_raw_token_is_never_stored(journal: Journal) -> None:
     r = row(token="tok_SECRET_VALUE_123")
     admit(journal, r)
-    journal.transaction([lambda j: j.mark_sending(r, run_id="run1", now=2.0)])
+    journal.transaction([lambda j: j.mark_sending(r, run_id="run1", now=2.0, timeout=30.0)])
     journal.close()
     blob = b"".join(p.read_bytes() for p in journal.path.parent.iterdir() if p.is_file())
     assert b"tok_SECRET_VALUE_123" not in blob
@@ -109,7 +109,8 @@ def test_the_raw_token_is_never_stored(journal: Journal) -> None:
 def test_illegal_transition_raises_and_rolls_back(journal: Journal) -> None:
     r = row()
     admit(journal, r)
-    with pytest.raises(StateError, match="illegal state change pending → created"):
+    journal.transaction([lambda j: j.mark_refused(order_id="ORD1", code="C", detail="d", now=1.0)])
+    with pytest.raises(StateError, match="illegal state change retryable → created"):
         journal.transaction(
             [
                 lambda j: j.mark_created(
@@ -124,7 +125,7 @@ def test_illegal_transition_raises_and_rolls_back(journal: Journal) -> None:
         )
     record = journal.get("ORD1")
     assert record is not None
-    assert record.state is RowState.PENDING
+    assert record.state is RowState.RETRYABLE
 
 
 def test_plan_table() -> None:
@@ -156,7 +157,7 @@ def test_group_commit_batches_concurrent_writers(tmp_path: Path) -> None:
 
     async def main() -> None:
         await asyncio.gather(
-            *(aj.write(lambda j, r=r: j.mark_sending(r, run_id="run1", now=1.0)) for r in rows)
+            *(aj.write(lambda j, r=r: j.mark_sending(r, run_id="run1", now=1.0, timeout=30.0)) for r in rows)
         )
 
     asyncio.run(main())

@@ -40,8 +40,8 @@ from batch.inputs import parse_column_mapping
 from batch.logs import configure_logging, register_secret
 from batch.progress import NullProgress, Progress
 from batch.ratelimit import parse_window
-from batch.reconcile import reconcile_state
-from batch.runner import RunResult, new_run_id, run_payments, validate_file
+from batch.reconcile import reconcile_input, reconcile_state
+from batch.runner import RunResult, new_run_id, preview, run_payments, validate_file
 
 log = logging.getLogger("batch.cli")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -265,7 +265,12 @@ def main() -> None:
     help="Run against the built-in sandbox (no credentials). Its state is thrown away "
     "afterwards unless --state is given.",
 )
-@click.option("--dry-run", is_flag=True, help="Read and check the input; send nothing.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Check the input and ask the server what each row would get (the preflight); "
+    "send nothing.",
+)
 def run(
     input_path: Path,
     report_path: Path | None,
@@ -291,17 +296,6 @@ def run(
     """Create one external payment per row of INPUT (CSV, TSV or XLSX)."""
     run_id = _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
     with _errors_to_exit_codes():
-        if dry_run:
-            result = validate_file(
-                input_path,
-                sheet=sheet,
-                columns=columns,
-                report_path=report_path,
-                xlsx=not no_xlsx,
-                run_id=run_id,
-            )
-            _summary(result)
-            sys.exit(result.exit_code)
         options = RunOptions(
             input_path=input_path,
             report_path=report_path,
@@ -317,10 +311,15 @@ def run(
             summary_json=summary_json,
             sheet=sheet,
             columns=columns,
+            sandbox=sandbox,
         )
         progress = _progress(show_progress, quiet)
         with contextlib.ExitStack() as stack:
             api_config = stack.enter_context(_api_config(sandbox))
+            if dry_run:
+                result = preview(options, api_config, run_id=run_id, on_secret=register_secret)
+                _summary(result)
+                sys.exit(result.exit_code)
             state_given = (
                 click.get_current_context().get_parameter_source("state_path")
                 is not click.core.ParameterSource.DEFAULT
@@ -367,6 +366,21 @@ def _progress(show: bool | None, quiet: bool) -> Progress:
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @output_options
 @input_options
+@click.option(
+    "--server",
+    "ask_server",
+    is_flag=True,
+    help="Also ask the server what each row would get (the preflight of `run`): already "
+    "paid, another payment source, not pending... Needs the CL_* credentials; sends nothing.",
+)
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_STATE_PATH,
+    show_default=True,
+    help="With --server: the state file whose created rows count as already paid.",
+)
 def validate(
     input_path: Path,
     report_path: Path | None,
@@ -376,13 +390,30 @@ def validate(
     verbose: bool,
     columns: dict[str, str],
     sheet: str | None,
+    ask_server: bool,
+    state_path: Path,
 ) -> None:
-    """Check every row of INPUT offline; write a report of valid, invalid and duplicate rows.
+    """Check every row of INPUT; write a report of valid, invalid and duplicate rows.
 
-    Exits 0 when every row is valid, 1 otherwise, 2 for a problem with the file itself.
+    Offline unless --server. Exits 0 when every row is valid, 1 otherwise, 2 for a
+    problem with the file itself.
     """
     run_id = _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
     with _errors_to_exit_codes():
+        if ask_server:
+            options = RunOptions(
+                input_path=input_path,
+                report_path=report_path,
+                state_path=state_path,
+                xlsx=not no_xlsx,
+                sheet=sheet,
+                columns=columns,
+            )
+            result = preview(
+                options, ApiConfig.from_env(os.environ), run_id=run_id, on_secret=register_secret
+            )
+            _summary(result)
+            sys.exit(result.exit_code)
         result = validate_file(
             input_path,
             sheet=sheet,
@@ -396,13 +427,18 @@ def validate(
 
 
 @main.command(epilog=EPILOG)
+@click.argument(
+    "input_path",
+    required=False,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+)
 @click.option(
     "--state",
     "state_path",
     type=click.Path(dir_okay=False, path_type=Path),
     default=DEFAULT_STATE_PATH,
     show_default=True,
-    help="The state file whose created payments to audit.",
+    help="The state file whose created payments to audit (ignored when INPUT is given).",
 )
 @click.option(
     "--report",
@@ -410,26 +446,45 @@ def validate(
     type=click.Path(dir_okay=False, path_type=Path),
     help="CSV of findings (default: reports/reconcile-<UTC time>.csv).",
 )
+@input_options
 @log_options
 def reconcile(
-    state_path: Path, report_path: Path | None, log_format: str, quiet: bool, verbose: bool
+    input_path: Path | None,
+    state_path: Path,
+    report_path: Path | None,
+    sheet: str | None,
+    columns: dict[str, str],
+    log_format: str,
+    quiet: bool,
+    verbose: bool,
 ) -> None:
-    """Audit every payment the state file records as created against the server.
+    """Check on the server what is in effect for each order.
 
-    Each must exist, belong to its order and carry its row's token, with no other payment
-    on the order. Exits 0 when all match, 1 when any does not.
+    Without INPUT: every order the state file records as created. With INPUT: every row
+    of that file, with no state file at all. Each order's active payment source and
+    status are read and judged by the verdict table (README, "How exactly-once works"):
+    paid, not_paid, paid_with_another_token, paid_with_another_source, source_replaced,
+    more_than_one_payment, order_not_found. Exits 0 when every order is paid, 1 otherwise.
     """
     started = datetime.now(UTC)
     _logging(new_run_id(started), log_format, quiet, verbose)
     with _errors_to_exit_codes():
         path = report_path or Path("reports") / f"reconcile-{started:%Y%m%dT%H%M%SZ}.csv"
-        result = reconcile_state(
-            state_path,
-            ApiConfig.from_env(os.environ),
-            report_path=path,
-            on_secret=register_secret,
-        )
-        _say(f"{result.checked} created payments checked, {result.mismatched} mismatched")
+        config = ApiConfig.from_env(os.environ)
+        if input_path is not None:
+            result = reconcile_input(
+                input_path,
+                config,
+                sheet=sheet,
+                columns=columns,
+                report_path=path,
+                on_secret=register_secret,
+            )
+        else:
+            result = reconcile_state(
+                state_path, config, report_path=path, on_secret=register_secret
+            )
+        _say(f"{result.checked} orders checked, {result.mismatched} not paid as expected")
         _say(f"report: {result.report}")
         sys.exit(result.exit_code)
 

@@ -1,0 +1,162 @@
+"""The Feeder: input rows → admitted, server-checked rows for the Sender.
+
+For each batch of up to 25 valid rows it asks the journal what it knows (admission),
+and for every row the journal cannot prove paid it asks the server (the preflight's two
+lookups) before the row may be sent. `policy.finding_for` decides; only a row whose order
+shows nothing goes to the Sender. Up to `PREFLIGHT_AHEAD` batches are looked up while
+the Sender works on earlier ones, so the lookups never leave the workers idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+from batch.api import LOOKUP_BATCH, LookupFailedError
+from batch.inputs import InputFile
+from batch.journal import Journal, Plan, Record, RowState
+from batch.policy import VERDICTS, Finding, OrderView, finding_for, payment_of
+from batch.rows import InputRow, RowStatus, token_hash
+from batch.run_context import FailFast, RunContext
+from batch.settler import Settler
+
+log = logging.getLogger(__name__)
+
+PREFLIGHT_AHEAD = 2  # batches looked up ahead of the Sender
+
+
+class Feeder:
+    def __init__(
+        self,
+        ctx: RunContext,
+        input_file: InputFile,
+        queue: asyncio.Queue[InputRow],
+        settler: Settler,
+        fail_fast: FailFast,
+    ) -> None:
+        self._ctx = ctx
+        self._input = input_file
+        self._queue = queue
+        self._settler = settler
+        self._fail_fast = fail_fast
+        self._ahead = asyncio.Semaphore(PREFLIGHT_AHEAD)
+        self._lookups: set[asyncio.Task[None]] = set()
+        self.preflight_batches = 0
+
+    async def run(self) -> None:
+        """Feed every row; returns once every batch is admitted and looked up (or stopped)."""
+        try:
+            for batch in _batches(self._input.rows(), LOOKUP_BATCH):
+                if self._ctx.stopping.is_set():
+                    return
+                to_check = await self._admit(batch)
+                if not to_check:
+                    continue
+                if not await self._ctx.until(self._ahead.acquire()):
+                    return
+                for _ in to_check:
+                    self._ctx.work.add()
+                task = asyncio.create_task(self._preflight(to_check))
+                self._lookups.add(task)
+                task.add_done_callback(self._lookups.discard)
+        finally:
+            if self._lookups:
+                await asyncio.gather(*self._lookups, return_exceptions=True)
+
+    async def _admit(self, batch: list[InputRow]) -> list[InputRow]:
+        """Record the batch's valid rows; hand out what is decided; return what needs a look."""
+        ctx = self._ctx
+        valid = [row for row in batch if row.problem is None]
+        sha, run_id, now = self._input.sha256, ctx.run_id, ctx.wall()
+
+        def admit(j: Journal) -> dict[str, tuple[Plan, Record | None]]:
+            return {r.order_id: j.admit(r, run_id=run_id, input_sha256=sha, now=now) for r in valid}
+
+        plans = await ctx.journal.transact(admit) if valid else {}
+        to_check: list[InputRow] = []
+        for row in batch:
+            if row.problem is not None:
+                ctx.advance(str(row.status_if_refused))
+                continue
+            plan, record = plans[row.order_id]
+            if plan is Plan.SKIP:
+                assert record is not None
+                created = record.state is RowState.CREATED
+                ctx.advance(RowStatus.ALREADY_CREATED if created else RowStatus.FAILED)
+            elif plan is Plan.SETTLE:
+                assert record is not None
+                ctx.work.add()
+                self._settler.add(row, record.sent_at, record.sent_timeout)
+            else:
+                to_check.append(row)
+        return to_check
+
+    async def _preflight(self, rows: list[InputRow]) -> None:
+        ctx = self._ctx
+        try:
+            try:
+                views = await ctx.api.order_views(order_ids=[r.order_id for r in rows])
+                self.preflight_batches += 1
+            except LookupFailedError as exc:
+                log.error("preflight failed, %d rows not sent: %s", len(rows), exc)
+                for _ in rows:
+                    ctx.advance(RowStatus.NOT_ATTEMPTED)
+                    ctx.work.done()
+                return
+            for row in rows:
+                await self._apply(row, views[row.order_id])
+        except Exception as exc:  # the rows stay pending: not attempted, sent by the next run
+            for _ in rows:
+                ctx.work.done()
+            ctx.failed("preflight", exc)
+        finally:
+            self._ahead.release()
+
+    async def _apply(self, row: InputRow, view: OrderView) -> None:
+        """One row's verdict: send it, or record what the server shows and why not."""
+        ctx = self._ctx
+        token = token_hash(row.payment_source_token)
+        finding, detail = finding_for(view, token)
+        verdict = VERDICTS[finding]
+        if verdict.send:
+            if not ctx.stopping.is_set() and await ctx.until(self._queue.put(row)):
+                return  # the Sender's done() closes this row's account
+            ctx.work.done()  # stopped: stays pending, not_attempted
+            return
+        ours = payment_of(view, token)
+        now = ctx.wall()
+        if ours is not None:  # a payment of this row exists: record it, never send again
+            flag = "" if finding is Finding.OURS else verdict.code
+            await ctx.journal.write(
+                lambda j: j.mark_found(
+                    order_id=row.order_id, payment_id=ours.id, flag=flag, now=now
+                )
+            )
+            if flag:
+                log.warning("row %d: order %s: %s", row.row, row.order_id, detail)
+        else:
+            code = verdict.code
+            await ctx.journal.write(
+                lambda j: j.mark_refused(order_id=row.order_id, code=code, detail=detail, now=now)
+            )
+            log.warning("row %d: not sent, %s: %s", row.row, code, detail)
+        await self._fail_fast.observe(
+            404 if finding is Finding.NOT_FOUND else None, verdict.code, row.order_id
+        )
+        ctx.advance(verdict.status or RowStatus.FAILED)
+        ctx.work.done()
+
+
+def _batches(rows: Iterator[InputRow], size: int) -> Iterator[list[InputRow]]:
+    """Batches holding at most `size` valid rows (refused rows ride along for free)."""
+    batch: list[InputRow] = []
+    valid = 0
+    for row in rows:
+        batch.append(row)
+        valid += row.problem is None
+        if valid >= size:
+            yield batch
+            batch, valid = [], 0
+    if batch:
+        yield batch
