@@ -130,7 +130,7 @@ class Feeder:
             flag = "" if finding is Finding.OURS else verdict.code
             await ctx.journal.write(
                 lambda j: j.mark_found(
-                    order_id=row.order_id, payment_id=ours.id, flag=flag, now=now
+                    order_id=row.order_id, payment_id=ours.id, flag=flag, detail=detail, now=now
                 )
             )
             if flag:

@@ -348,14 +348,16 @@ class Journal:
             updated_at=now,
         )
 
-    def mark_found(self, *, order_id: str, payment_id: str, flag: str, now: float) -> None:
+    def mark_found(
+        self, *, order_id: str, payment_id: str, flag: str, detail: str, now: float
+    ) -> None:
         """The preflight found this row's payment on the server before any POST of ours."""
         self._update(
             order_id,
             RowState.CREATED,
             payment_id=payment_id,
             error_code="",
-            error_detail="",
+            error_detail=detail,
             created_run_id="",
             flag=flag,
             updated_at=now,
@@ -385,6 +387,7 @@ class Journal:
         attempts_delta: int,
         now: float,
         flag: str = "",
+        detail: str = "",
     ) -> None:
         self._update(
             order_id,
@@ -392,7 +395,7 @@ class Journal:
             payment_id=payment_id,
             http_status=http_status,
             error_code="",
-            error_detail="",
+            error_detail=detail,
             created_run_id=created_run_id,
             flag=flag,
             updated_at=now,

@@ -46,7 +46,8 @@ def report_row(row: InputRow, record: Record | None, *, run_id: str) -> ReportRo
     )
     if record.state is RowState.CREATED:
         mine = record.created_run_id == run_id
-        code, detail = record.flag, FLAG_DETAILS.get(record.flag, "")
+        code = record.flag
+        detail = (record.error_detail or FLAG_DETAILS.get(code, "")) if code else ""
         if not code and record.token_sha256 != token_hash(row.payment_source_token):
             code = TOKEN_CHANGED
             detail = "this row's token differs from the one the order was paid with; not resent"

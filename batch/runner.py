@@ -119,13 +119,6 @@ async def run_payments(
     input_file = open_input(options.input_path, sheet=options.sheet, columns=dict(options.columns))
     report_path = options.report_path or default_report_path(options.input_path, started)
     on_secret(api_config.client_secret.reveal())
-    if options.effective_settle_delay < options.timeout:
-        log.warning(
-            "--settle-delay %.1f s is shorter than --timeout %.1f s: a payment the server is "
-            "still creating may be missed by the lookup and sent again",
-            options.effective_settle_delay,
-            options.timeout,
-        )
     log.info(
         "run started",
         extra={"input": str(options.input_path), "state": str(options.state_path)},

@@ -126,6 +126,7 @@ class Settler:
                     attempts_delta=0,
                     now=now,
                     flag=flag,
+                    detail=detail if flag else "",
                 )
             )
             mine = created_by == ctx.run_id

@@ -157,7 +157,10 @@ def test_group_commit_batches_concurrent_writers(tmp_path: Path) -> None:
 
     async def main() -> None:
         await asyncio.gather(
-            *(aj.write(lambda j, r=r: j.mark_sending(r, run_id="run1", now=1.0, timeout=30.0)) for r in rows)
+            *(
+                aj.write(lambda j, r=r: j.mark_sending(r, run_id="run1", now=1.0, timeout=30.0))
+                for r in rows
+            )
         )
 
     asyncio.run(main())

@@ -129,7 +129,9 @@ class ExactlyOnceMachine(RuleBasedStateMachine):
         pending = [o for o in self.rows if self.state_of(o) is RowState.PENDING]
         order = data.draw(st.sampled_from(pending))
         row = self.rows[order]
-        self.journal.transaction([lambda j: j.mark_sending(row, run_id=self.run_id, now=2.0, timeout=30.0)])
+        self.journal.transaction(
+            [lambda j: j.mark_sending(row, run_id=self.run_id, now=2.0, timeout=30.0)]
+        )
         creates, recorded = SENDS[outcome]
         payment_id = ""
         if creates:

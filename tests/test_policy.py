@@ -50,7 +50,10 @@ def view(**kw: object) -> OrderView:
         ),
         (view(payments=(Source(EP, "p1", MINE),)), Finding.REPLACED),  # no active source
         (view(active=Source("stripe_payments", "card1")), Finding.OTHER_SOURCE),
-        (view(active=Source(EP, "p2", OTHER), payments=(Source(EP, "p2", OTHER),)), Finding.OTHER_SOURCE),
+        (
+            view(active=Source(EP, "p2", OTHER), payments=(Source(EP, "p2", OTHER),)),
+            Finding.OTHER_SOURCE,
+        ),
         (view(payments=(Source(EP, "p2", OTHER),)), Finding.OTHER_SOURCE),  # an orphan
         (
             view(
@@ -65,7 +68,9 @@ def view(**kw: object) -> OrderView:
         (view(external_gateway=False), Finding.NO_METHOD),
         # a paid order that was placed since is still ours, not "not pending"
         (
-            view(status="placed", active=Source(EP, "p1", MINE), payments=(Source(EP, "p1", MINE),)),
+            view(
+                status="placed", active=Source(EP, "p1", MINE), payments=(Source(EP, "p1", MINE),)
+            ),
             Finding.OURS,
         ),
     ],

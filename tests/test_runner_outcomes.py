@@ -30,19 +30,68 @@ def jwt(n: int) -> str:
 
 
 class Server:
-    """A scripted Commerce Layer: per order, the answers its POSTs get, in order."""
+    """A scripted Commerce Layer: per order, the answers its POSTs get, in order.
 
-    def __init__(self, script: dict[str, list[object]]) -> None:
+    Orders are pending with an external payment method unless `orders` says otherwise;
+    a created payment becomes the order's active source (the API re-points it).
+    """
+
+    def __init__(
+        self, script: dict[str, list[object]], orders: dict[str, dict[str, object]] | None = None
+    ) -> None:
         self.script = {order: list(answers) for order, answers in script.items()}
+        self.orders = orders or {}
         self.posts: dict[str, list[dict[str, object]]] = defaultdict(list)
         self.payments: dict[str, list[str]] = defaultdict(list)
-        self.lookups: list[str] = []
+        self.tokens_of: dict[str, str] = {}
+        self.lookups: list[str] = []  # order ids of each external-payments lookup
+        self.order_lookups: list[str] = []
         self.tokens = 0
+
+    def order_doc(self, oid: str) -> tuple[dict[str, object], list[dict[str, object]]]:
+        spec = {"status": "pending", "method": "external_payments", "source": None}
+        spec.update(self.orders.get(oid, {}))
+        included: list[dict[str, object]] = []
+        rels: dict[str, object] = {}
+        if spec["method"]:
+            rels["payment_method"] = {"data": {"type": "payment_methods", "id": f"PM-{oid}"}}
+            included.append(
+                {
+                    "type": "payment_methods",
+                    "id": f"PM-{oid}",
+                    "attributes": {"payment_source_type": spec["method"]},
+                }
+            )
+        source = spec["source"]
+        if source is None and self.payments[oid]:
+            source = ("external_payments", self.payments[oid][-1])
+        if source is not None:
+            kind, sid = source  # type: ignore[misc]
+            rels["payment_source"] = {"data": {"type": kind, "id": sid}}
+        doc = {
+            "type": "orders",
+            "id": oid,
+            "attributes": {"status": spec["status"], "number": oid},
+            "relationships": rels,
+        }
+        return doc, included
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/oauth/token":
             self.tokens += 1
             return httpx.Response(200, json={"access_token": jwt(self.tokens), "expires_in": 7200})
+        if request.method == "GET" and request.url.path == "/api/orders":
+            ids = request.url.params["filter[q][id_in]"].split(",")
+            self.order_lookups.append(",".join(ids))
+            data, included = [], []
+            for oid in ids:
+                if self.orders.get(oid, {}).get("missing"):
+                    continue
+                doc, inc = self.order_doc(oid)
+                data.append(doc)
+                included += inc
+            body = {"data": data, "included": included, "meta": {"page_count": 1}}
+            return httpx.Response(200, json=body)
         if request.method == "GET":
             ids = request.url.params["filter[q][order_id_in]"].split(",")
             self.lookups.append(",".join(ids))
@@ -50,7 +99,7 @@ class Server:
                 {
                     "id": pid,
                     "type": "external_payments",
-                    "attributes": {"payment_source_token": "tok_" + oid},
+                    "attributes": {"payment_source_token": self.tokens_of.get(pid, "tok_" + oid)},
                     "relationships": {"order": {"data": {"type": "orders", "id": oid}}},
                 }
                 for oid in ids
@@ -102,6 +151,7 @@ def run_with(
         state_path=tmp_path / "state.sqlite",
         xlsx=False,
         settle_delay=0.0,
+        timeout=0.05,  # settling waits timeout + settle delay after the send
         rate_limits=("100000/1s",),
         **{"fail_fast_after": 0, **options},  # type: ignore[arg-type]
     )
@@ -146,7 +196,7 @@ def test_429_resends_the_same_payload_and_is_not_an_attempt(tmp_path: Path) -> N
     assert len(server.posts["A"]) == 3
     assert server.posts["A"][0] == server.posts["A"][2]
     assert report(tmp_path)["A"]["attempts"] == "1"
-    assert server.lookups == []
+    assert server.lookups == ["A"], "the preflight only: a 429 is never settled"
 
 
 @pytest.mark.parametrize(
@@ -164,7 +214,7 @@ def test_not_sent_is_resent_without_lookup(tmp_path: Path, failure: object) -> N
     result = run(tmp_path, server, ["A"])
     assert result.exit_code == 0
     assert len(server.payments["A"]) == 1
-    assert server.lookups == []
+    assert server.lookups == ["A"], "the preflight only: never sent means no settling"
 
 
 def test_invalid_token_refreshes_once_then_resends(tmp_path: Path) -> None:
@@ -206,16 +256,19 @@ def test_unknown_outcome_is_settled_by_lookup_never_resent_blindly(
     server = Server({"A": [lost], "B": []})
     result = run(tmp_path, server, ["A", "B"])
     assert result.exit_code == 0
-    assert server.lookups == ["A"], "only the unknown row is looked up"
+    created = lost in ("lost", "garbled")
+    # The preflight of both, then only the unknown row: once when it is there, twice
+    # (two negative lookups) before a resend when it is not.
+    assert server.lookups == ["A,B", "A"] if created else ["A,B", "A", "A"]
     assert len(server.payments["A"]) == 1, "exactly one payment"
     line = report(tmp_path)["A"]
     assert line["status"] == "created"
     assert line["external_payment_id"] == server.payments["A"][0]
-    # Resent only when the lookup found nothing.
-    assert len(server.posts["A"]) == (1 if lost in ("lost", "garbled") else 2)
+    # Resent only when the lookups found nothing.
+    assert len(server.posts["A"]) == (1 if created else 2)
 
 
-@pytest.mark.parametrize("status", [400, 404, 409, 422])
+@pytest.mark.parametrize("status", [400, 404, 422])
 def test_4xx_is_permanent_and_recorded(tmp_path: Path, status: int) -> None:
     error = {"errors": [{"code": "VALIDATION_ERROR", "detail": "nope", "status": str(status)}]}
     server = Server({"A": [r(status, error)]})
@@ -291,3 +344,138 @@ def test_fail_fast_leaves_its_rows_retryable_for_the_fixed_configuration(
     again = run(tmp_path, fixed, orders, fail_fast_after=3)
     assert again.exit_code == 0
     assert sorted(fixed.payments) == orders
+
+
+def test_409_on_a_post_is_an_unknown_outcome_settled_by_lookup(tmp_path: Path) -> None:
+    not_unique = {"errors": [{"code": "VALIDATION_ERROR", "detail": "not unique"}]}
+    server = Server({"A": [r(409, not_unique)]})
+    result = run(tmp_path, server, ["A"])
+    assert result.exit_code == 0
+    assert server.lookups == ["A", "A", "A"]  # preflight, then two negatives before a resend
+    assert len(server.payments["A"]) == 1
+
+
+def test_409_type_mismatch_is_final(tmp_path: Path) -> None:
+    mismatch = {"errors": [{"code": "TYPE_MISMATCH", "source": {"pointer": "/data/type"}}]}
+    server = Server({"A": [r(409, mismatch)]})
+    result = run(tmp_path, server, ["A"])
+    assert result.exit_code == 1
+    assert report(tmp_path)["A"]["error_code"] == "TYPE_MISMATCH"
+    assert server.lookups == ["A"]
+    assert len(server.posts["A"]) == 1
+
+
+def test_a_lost_state_file_never_pays_twice(tmp_path: Path) -> None:
+    server = Server({})
+    assert run(tmp_path, server, ["A", "B"]).exit_code == 0
+    (tmp_path / "state.sqlite").unlink()
+    for extra in ("-wal", "-shm"):
+        (tmp_path / f"state.sqlite{extra}").unlink(missing_ok=True)
+    again = run(tmp_path, server, ["A", "B"])
+    assert again.exit_code == 0
+    assert again.counts == {"already_created": 2}
+    assert {o: len(p) for o, p in server.payments.items()} == {"A": 1, "B": 1}
+    assert report(tmp_path)["A"]["external_payment_id"] == server.payments["A"][0]
+
+
+CARD = ("stripe_payments", "card_1")
+
+
+@pytest.mark.parametrize(
+    ("order", "code", "detail"),
+    [
+        ({"source": CARD}, "ORDER_HAS_PAYMENT_SOURCE", "stripe_payments card_1"),
+        ({"status": "placed"}, "ORDER_NOT_PENDING", "placed"),
+        ({"status": "draft"}, "ORDER_NOT_PENDING", "draft"),
+        ({"method": None}, "NO_EXTERNAL_PAYMENT_METHOD", "external"),
+        ({"method": "stripe_payments"}, "NO_EXTERNAL_PAYMENT_METHOD", "external"),
+        ({"missing": True}, "RECORD_NOT_FOUND", "does not exist"),
+    ],
+    ids=["card-source", "placed", "draft", "no-method", "card-method", "not-found"],
+)
+def test_preflight_refusals_send_nothing_and_are_retried_next_run(
+    tmp_path: Path, order: dict[str, object], code: str, detail: str
+) -> None:
+    server = Server({}, orders={"A": order})
+    result = run(tmp_path, server, ["A", "B"])
+    assert result.exit_code == 1
+    line = report(tmp_path)["A"]
+    assert (line["status"], line["error_code"]) == ("failed", code)
+    assert detail in line["error_detail"]
+    assert "A" not in server.posts
+    assert len(server.payments["B"]) == 1
+    server.orders = {}  # fixed on the dashboard
+    again = run(tmp_path, server, ["A", "B"])
+    assert again.exit_code == 0
+    assert len(server.posts["A"]) == 1
+
+
+def test_another_tokens_payment_is_never_replaced(tmp_path: Path) -> None:
+    server = Server({})
+    server.payments["A"].append("PAY-other")
+    server.tokens_of["PAY-other"] = "tok_someone_else"
+    result = run(tmp_path, server, ["A"])
+    assert result.exit_code == 1
+    line = report(tmp_path)["A"]
+    assert (line["status"], line["error_code"]) == ("failed", "ORDER_HAS_PAYMENT_SOURCE")
+    assert "PAY-other" in line["error_detail"]
+    assert "A" not in server.posts
+
+
+def test_our_payment_replaced_by_another_source_is_flagged(tmp_path: Path) -> None:
+    server = Server({}, orders={"A": {"source": CARD}})
+    server.payments["A"].append("PAY-ours")  # this row's token, but a card is active
+    result = run(tmp_path, server, ["A"])
+    assert result.exit_code == 1
+    line = report(tmp_path)["A"]
+    assert (line["status"], line["error_code"]) == ("failed", "SOURCE_REPLACED")
+    assert line["external_payment_id"] == "PAY-ours"
+    assert "A" not in server.posts
+
+
+def test_extra_payments_are_listed_and_nothing_is_sent(tmp_path: Path) -> None:
+    server = Server({})
+    server.payments["A"] += ["PAY-1", "PAY-2"]
+    result = run(tmp_path, server, ["A"])
+    assert result.exit_code == 1
+    line = report(tmp_path)["A"]
+    assert (line["status"], line["error_code"]) == ("failed", "EXTRA_PAYMENTS")
+    assert "PAY-1" in line["error_detail"]
+    assert "PAY-2" in line["error_detail"]
+    assert "A" not in server.posts
+
+
+def test_token_changed_since_created_is_flagged_and_exits_1(tmp_path: Path) -> None:
+    server = Server({})
+    assert run(tmp_path, server, ["A"]).exit_code == 0
+    csv = tmp_path / "in.csv"
+    csv.write_text("order_id,payment_source_token\nA,tok_changed\n", encoding="utf-8")
+    opts = RunOptions(
+        input_path=csv,
+        report_path=tmp_path / "report.csv",
+        state_path=tmp_path / "state.sqlite",
+        xlsx=False,
+        rate_limits=("100000/1s",),
+    )
+    client = httpx.AsyncClient(transport=httpx.MockTransport(server))
+
+    async def main() -> RunResult:
+        async with client:
+            return await run_payments(opts, CONFIG, client=client, sleep=no_sleep)
+
+    result = asyncio.run(main())
+    assert result.exit_code == 1
+    line = report(tmp_path)["A"]
+    assert (line["status"], line["error_code"]) == ("already_created", "TOKEN_CHANGED")
+    assert len(server.posts["A"]) == 1
+
+
+def test_wrong_organization_fails_fast_on_the_preflight_before_any_post(
+    tmp_path: Path,
+) -> None:
+    orders = [f"O{i}" for i in range(30)]
+    server = Server({}, orders={o: {"missing": True} for o in orders})
+    result = run(tmp_path, server, orders, fail_fast_after=3)
+    assert result.exit_code == 4
+    assert "configuration problem" in result.message
+    assert server.posts == {}
