@@ -54,6 +54,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--token-limit", type=_limit, default=DEFAULT_TOKEN_LIMIT)
     p.add_argument("--no-token-limit", action="store_true")
     p.add_argument("--no-retry-after", action="store_true", help="429s without Retry-After")
+    p.add_argument(
+        "--count-rejected",
+        action="store_true",
+        help="log a refused (429) request in every window it was checked against",
+    )
+    p.add_argument(
+        "--foreign-rate",
+        type=_limit,
+        metavar="N/Ws",
+        help="background requests of another integration at that steady rate, counted in "
+        "the class windows",
+    )
+    p.add_argument("--no-ratelimit-headers", action="store_true", help="no X-Ratelimit-*")
     p.add_argument("--token-ttl", type=float, default=7200.0, metavar="SECONDS")
     p.add_argument("--open-orders", action="store_true", help="unknown order ids are pending")
     p.add_argument("--orders", metavar="CSV", help="orders file with id,status columns")
@@ -87,6 +100,13 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         limits=limits,
         token_limit=None if args.no_token_limit else args.token_limit,
         retry_after=not args.no_retry_after,
+        count_rejected=args.count_rejected,
+        foreign_rate=(
+            None
+            if args.foreign_rate is None
+            else (args.foreign_rate.limit, args.foreign_rate.seconds)
+        ),
+        ratelimit_headers=not args.no_ratelimit_headers,
         token_ttl=args.token_ttl,
         open_orders=args.open_orders,
         orders=orders,

@@ -1,8 +1,9 @@
 """The aiohttp application: routes, and the edge every request passes through.
 
 For /api/* the edge applies, in order: a 429 storm (POST external_payments only, not
-counted), the rate-limit windows (429, not counted), latency jitter, the bearer token
-(401), Accept (406) and Content-Type (415); then the route (404/405) and its handler.
+counted), the rate-limit windows (429, counted only with count_rejected), latency
+jitter, the bearer token (401), Accept (406) and Content-Type (415); then the route
+(404/405) and its handler.
 Every answered or dropped request is logged; /_sandbox/* control routes are not.
 """
 
@@ -19,6 +20,7 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 
 from batch.sandbox.auth import issue_token
+from batch.sandbox.foreign import foreign_traffic
 from batch.sandbox.jsonapi import MEDIA_TYPE, ApiError, error
 from batch.sandbox.limits import Verdict
 from batch.sandbox.payments import Dropped, create_payment
@@ -35,6 +37,7 @@ def build_app(sandbox: Sandbox) -> web.Application:
     """The application serving one Sandbox."""
     app = web.Application(middlewares=[edge])
     app[SANDBOX] = sandbox
+    app.cleanup_ctx.append(foreign_traffic)
     app.router.add_post("/oauth/token", issue_token)
     app.router.add_post("/api/external_payments", create_payment)
     app.router.add_get("/api/external_payments", list_payments, allow_head=False)
@@ -87,7 +90,7 @@ async def _api(
         if storm is not None:
             return too_many(storm, sandbox.config), False
     verdict = sandbox.limits.check(endpoint, arrival) if sandbox.limits else None
-    headers = _ratelimit_headers(verdict)
+    headers = _ratelimit_headers(verdict) if sandbox.config.ratelimit_headers else {}
     response: web.StreamResponse
     if verdict is not None and not verdict.accepted:
         response = too_many(verdict.retry_after, sandbox.config)
@@ -173,9 +176,11 @@ async def control_payments(request: web.Request) -> web.Response:
 
 
 async def control_requests(request: web.Request) -> web.Response:
-    """GET /_sandbox/requests: counts by status, plus the full log unless ?summary=1."""
-    records = sandbox_of(request).store.requests()
+    """GET /_sandbox/requests: counts by status, foreign traffic, the log unless ?summary=1."""
+    store = sandbox_of(request).store
+    records = store.requests()
     body: dict[str, object] = {
+        "foreign": store.foreign(),
         "count": len(records),
         "accepted": sum(r.accepted for r in records),
         "by_status": {str(k): v for k, v in Counter(r.status for r in records).items()},

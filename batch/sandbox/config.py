@@ -94,12 +94,21 @@ class SandboxConfig:
     id exist as a pending order. `existing_source` decides what a second payment for an order
     that already has a payment source does: "allow" creates it (as the real API does without
     an idempotency key), "reject" answers 422.
+
+    Rate-limit modes, for the facts the API leaves unconfirmed: `count_rejected` logs a
+    refused (429) request in every window it was checked against; `retry_after=False`
+    sends 429s without Retry-After; `ratelimit_headers=False` sends no X-Ratelimit-*;
+    `foreign_rate=(n, seconds)` spends the class windows at that steady rate from a task
+    inside the sandbox, as another integration on the same IP would.
     """
 
     mode: Mode = "test"
     limits: tuple[Limit, ...] | None = DEFAULT_TEST_LIMITS
     token_limit: Limit | None = DEFAULT_TOKEN_LIMIT
     retry_after: bool = True
+    count_rejected: bool = False
+    foreign_rate: tuple[int, float] | None = None
+    ratelimit_headers: bool = True
     token_ttl: float = 7200.0
     open_orders: bool = False
     orders: Mapping[str, str] | None = None
@@ -119,3 +128,9 @@ class SandboxConfig:
             )
         if self.token_ttl <= 0:
             raise ValueError("token_ttl must be positive")
+        if self.foreign_rate is not None:
+            count, seconds = self.foreign_rate
+            if count < 1 or seconds <= 0:
+                raise ValueError(
+                    f"foreign_rate needs a positive count and window, got {count}/{seconds}"
+                )

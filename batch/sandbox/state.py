@@ -35,11 +35,16 @@ SANDBOX = web.AppKey("sandbox", Sandbox)
 def new_sandbox(config: SandboxConfig) -> Sandbox:
     """Fresh state for one server run."""
     orders = load_seed_orders() if config.orders is None else dict(config.orders)
+    counted = config.count_rejected
     return Sandbox(
         config=config,
         store=Store(orders, open_orders=config.open_orders),
-        limits=SlidingWindows(config.limits) if config.limits else None,
-        token_limits=SlidingWindows([config.token_limit]) if config.token_limit else None,
+        limits=SlidingWindows(config.limits, count_rejected=counted) if config.limits else None,
+        token_limits=(
+            SlidingWindows([config.token_limit], count_rejected=counted)
+            if config.token_limit
+            else None
+        ),
         faults=FaultPlan(config.faults, config.seed, time.monotonic()),
         tokens=TokenIssuer(
             organization=config.organization, test=config.mode == "test", ttl=config.token_ttl

@@ -90,6 +90,7 @@ class Store:
         self._open_orders = open_orders
         self._payments: dict[str, Payment] = {}
         self._requests: list[RequestRecord] = []
+        self._foreign = {"accepted": 0, "refused": 0}
 
     def order(self, order_id: str) -> Order | None:
         """The order, created as pending on first sight when orders are open."""
@@ -139,6 +140,16 @@ class Store:
         """Append one answered (or dropped) request to the log."""
         with self._lock:
             self._requests.append(entry)
+
+    def count_foreign(self, accepted: bool) -> None:
+        """Count one background (foreign) request; they are not in the request log."""
+        with self._lock:
+            self._foreign["accepted" if accepted else "refused"] += 1
+
+    def foreign(self) -> dict[str, int]:
+        """How many foreign requests the windows accepted and refused."""
+        with self._lock:
+            return dict(self._foreign)
 
     def requests(self) -> list[RequestRecord]:
         """A copy of the request log, in completion order."""
