@@ -364,7 +364,7 @@ def test_create_business_rules(sandbox_factory: SandboxFactory) -> None:
 
 def test_second_payment_for_an_order(sandbox_factory: SandboxFactory) -> None:
     allow = sandbox_factory(open_orders=True, limits=None)
-    reject = sandbox_factory(open_orders=True, limits=None, existing_source="reject")
+    reject = sandbox_factory(open_orders=True, limits=None, second_source="refuse")
     with httpx.Client(base_url=allow.base_url) as a, httpx.Client(base_url=reject.base_url) as r:
         allowing, rejecting = Api(allow, a), Api(reject, r)
         assert [allowing.create("ORDER00001").status_code for _ in range(2)] == [201, 201]
@@ -379,41 +379,50 @@ def test_second_payment_for_an_order(sandbox_factory: SandboxFactory) -> None:
 # -- reads ---------------------------------------------------------------------------------
 
 
-def test_list_filters_include_and_pages(api: Api) -> None:
-    ids = {}
-    for n in range(12):
-        order = f"ORDER{n:05d}"
-        ids[order] = api.create(order, f"tok_{n}", reference=f"REF-{n % 3}").json()["data"]["id"]
-    wanted = ["ORDER00001", "ORDER00004", "ORDER00011", "NOPAYMENTS"]
-    response = api.get("/api/external_payments", **{"filter[q][order_id_in]": ",".join(wanted)})
-    assert response.status_code == 200
-    doc = response.json()
-    assert {d["id"] for d in doc["data"]} == {ids[o] for o in wanted[:3]}
-    assert doc["meta"] == {"record_count": 3, "page_count": 1}
-    assert all("data" not in d["relationships"]["order"] for d in doc["data"])
-    assert "included" not in doc
+def test_list_filters_include_and_pages(sandbox_factory: SandboxFactory) -> None:
+    server = sandbox_factory(orders={}, open_orders=True, limits=None)  # no seeded payments
+    with httpx.Client(base_url=server.base_url, timeout=10) as c:
+        api = Api(server, c)
+        ids = {}
+        for n in range(12):
+            order = f"ORDER{n:05d}"
+            ids[order] = api.create(order, f"tok_{n}", reference=f"REF-{n % 3}").json()["data"][
+                "id"
+            ]
+        wanted = ["ORDER00001", "ORDER00004", "ORDER00011", "NOPAYMENTS"]
+        response = api.get("/api/external_payments", **{"filter[q][order_id_in]": ",".join(wanted)})
+        assert response.status_code == 200
+        doc = response.json()
+        assert {d["id"] for d in doc["data"]} == {ids[o] for o in wanted[:3]}
+        assert doc["meta"] == {"record_count": 3, "page_count": 1}
+        assert all("data" not in d["relationships"]["order"] for d in doc["data"])
+        assert "included" not in doc
 
-    included = api.get(
-        "/api/external_payments", include="order", **{"filter[q][order_id_eq]": "ORDER00004"}
-    ).json()
-    [payment] = included["data"]
-    assert payment["relationships"]["order"]["data"] == {"type": "orders", "id": "ORDER00004"}
-    assert [(o["type"], o["id"]) for o in included["included"]] == [("orders", "ORDER00004")]
+        included = api.get(
+            "/api/external_payments", include="order", **{"filter[q][order_id_eq]": "ORDER00004"}
+        ).json()
+        [payment] = included["data"]
+        assert payment["relationships"]["order"]["data"] == {"type": "orders", "id": "ORDER00004"}
+        assert [(o["type"], o["id"]) for o in included["included"]] == [("orders", "ORDER00004")]
 
-    by_token = api.get("/api/external_payments", **{"filter[q][payment_source_token_eq]": "tok_7"})
-    assert [d["id"] for d in by_token.json()["data"]] == [ids["ORDER00007"]]
-    by_ref = api.get("/api/external_payments", **{"filter[q][reference_eq]": "REF-0"}).json()
-    assert by_ref["meta"]["record_count"] == 4
+        by_token = api.get(
+            "/api/external_payments", **{"filter[q][payment_source_token_eq]": "tok_7"}
+        )
+        assert [d["id"] for d in by_token.json()["data"]] == [ids["ORDER00007"]]
+        by_ref = api.get("/api/external_payments", **{"filter[q][reference_eq]": "REF-0"}).json()
+        assert by_ref["meta"]["record_count"] == 4
 
-    first = api.get("/api/external_payments").json()
-    assert len(first["data"]) == 10  # the default page size
-    assert first["meta"] == {"record_count": 12, "page_count": 2}
-    assert "page[number]=2" in first["links"]["next"]
-    second = api.get("/api/external_payments", **{"page[number]": "2", "page[size]": "10"}).json()
-    assert len(second["data"]) == 2
-    assert "next" not in second["links"]
-    assert {d["id"] for d in first["data"] + second["data"]} == set(ids.values())
-    assert len(api.get("/api/external_payments", **{"page[size]": "25"}).json()["data"]) == 12
+        first = api.get("/api/external_payments").json()
+        assert len(first["data"]) == 10  # the default page size
+        assert first["meta"] == {"record_count": 12, "page_count": 2}
+        assert "page[number]=2" in first["links"]["next"]
+        second = api.get(
+            "/api/external_payments", **{"page[number]": "2", "page[size]": "10"}
+        ).json()
+        assert len(second["data"]) == 2
+        assert "next" not in second["links"]
+        assert {d["id"] for d in first["data"] + second["data"]} == set(ids.values())
+        assert len(api.get("/api/external_payments", **{"page[size]": "25"}).json()["data"]) == 12
 
 
 @pytest.mark.parametrize(
@@ -424,7 +433,9 @@ def test_list_filters_include_and_pages(api: Api) -> None:
         {"page[number]": "x"},
         {"filter[q][status_eq]": "paid"},
         {"include": "payment_gateway"},
-        {"sort": "-created_at"},
+        {"sort": "-amount_cents"},
+        {"fields[external_payments]": "amount_cents"},
+        {"fields[skus]": "code"},
     ],
 )
 def test_list_refuses_unknown_or_out_of_range_parameters(api: Api, params: dict[str, str]) -> None:

@@ -24,7 +24,7 @@ from batch.sandbox.foreign import foreign_traffic
 from batch.sandbox.jsonapi import MEDIA_TYPE, ApiError, error
 from batch.sandbox.limits import Verdict
 from batch.sandbox.payments import Dropped, create_payment
-from batch.sandbox.reads import list_payments, show_order, show_payment
+from batch.sandbox.reads import list_orders, list_payments, show_order, show_payment
 from batch.sandbox.state import SANDBOX, Sandbox, document, sandbox_of, too_many
 from batch.sandbox.store import RequestRecord
 
@@ -42,6 +42,7 @@ def build_app(sandbox: Sandbox) -> web.Application:
     app.router.add_post("/api/external_payments", create_payment)
     app.router.add_get("/api/external_payments", list_payments, allow_head=False)
     app.router.add_get("/api/external_payments/{id}", show_payment, allow_head=False)
+    app.router.add_get("/api/orders", list_orders, allow_head=False)
     app.router.add_get("/api/orders/{id}", show_order, allow_head=False)
     app.router.add_get("/_sandbox/payments", control_payments, allow_head=False)
     app.router.add_get("/_sandbox/requests", control_requests, allow_head=False)
@@ -170,9 +171,11 @@ def _redacted_query(request: web.Request) -> str:
 
 
 async def control_payments(request: web.Request) -> web.Response:
-    """GET /_sandbox/payments: every payment, grouped by order."""
+    """GET /_sandbox/payments: payments made through the API by order; ?seeded=1 adds
+    the seeded ones."""
     store = sandbox_of(request).store
-    return web.json_response({"payments_by_order": store.payments_by_order()})
+    seeded = request.query.get("seeded") in ("1", "true")
+    return web.json_response({"payments_by_order": store.payments_by_order(seeded=seeded)})
 
 
 async def control_requests(request: web.Request) -> web.Response:
