@@ -11,69 +11,16 @@ from typing import Any
 
 import httpx
 import pytest
+from sandbox_client import JSONAPI, Api, first_error, get_token, headers, payment_doc
 
 from batch.sandbox import Faults, Limit, SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
-JSONAPI = "application/vnd.api+json"
 ID_RE = re.compile(r"^[A-Za-z0-9]{10}$")
 # Seeded orders from batch/sandbox/seed_orders.csv.
 PENDING = "tH41tk7mXH"
 PENDING_2 = "sCivTKJ4hM"
 PLACED = "JDTAoEIS5e"
-
-
-def get_token(server: SandboxServer, client: httpx.Client) -> str:
-    body = {
-        "grant_type": "client_credentials",
-        "client_id": server.client_id,
-        "client_secret": server.client_secret,
-    }
-    response = client.post(server.auth_url, json=body)
-    assert response.status_code == 200, response.text
-    token: str = response.json()["access_token"]
-    return token
-
-
-def headers(token: str, *, body: bool = True) -> dict[str, str]:
-    h = {"Authorization": f"Bearer {token}", "Accept": JSONAPI}
-    if body:
-        h["Content-Type"] = JSONAPI
-    return h
-
-
-def payment_doc(order_id: str, token: str = "tok_live_abc123", **attrs: Any) -> bytes:
-    doc = {
-        "data": {
-            "type": "external_payments",
-            "attributes": {"payment_source_token": token, **attrs},
-            "relationships": {"order": {"data": {"type": "orders", "id": order_id}}},
-        }
-    }
-    return json.dumps(doc).encode()
-
-
-class Api:
-    """A tiny authenticated client for one sandbox."""
-
-    def __init__(self, server: SandboxServer, client: httpx.Client) -> None:
-        self.server, self.client = server, client
-        self.token = get_token(server, client)
-
-    def create(self, order_id: str, token: str = "tok_live_abc123", **attrs: Any) -> httpx.Response:
-        return self.client.post(
-            "/api/external_payments",
-            content=payment_doc(order_id, token, **attrs),
-            headers=headers(self.token),
-        )
-
-    def post_raw(self, doc: Any) -> httpx.Response:
-        return self.client.post(
-            "/api/external_payments", content=json.dumps(doc).encode(), headers=headers(self.token)
-        )
-
-    def get(self, path: str, **params: str) -> httpx.Response:
-        return self.client.get(path, params=params, headers=headers(self.token, body=False))
 
 
 @pytest.fixture
@@ -85,17 +32,6 @@ def client(sandbox: SandboxServer) -> Iterator[httpx.Client]:
 @pytest.fixture
 def api(sandbox: SandboxServer, client: httpx.Client) -> Api:
     return Api(sandbox, client)
-
-
-def first_error(response: httpx.Response) -> dict[str, Any]:
-    assert response.headers["content-type"] == JSONAPI
-    errors = response.json()["errors"]
-    assert errors
-    for e in errors:
-        assert e["status"] == str(response.status_code)
-        assert {"title", "detail", "code", "status"} <= set(e)
-    error: dict[str, Any] = errors[0]
-    return error
 
 
 # -- /oauth/token --------------------------------------------------------------------------
@@ -428,7 +364,7 @@ def test_create_business_rules(sandbox_factory: SandboxFactory) -> None:
 
 def test_second_payment_for_an_order(sandbox_factory: SandboxFactory) -> None:
     allow = sandbox_factory(open_orders=True, limits=None)
-    reject = sandbox_factory(open_orders=True, limits=None, existing_source="reject")
+    reject = sandbox_factory(open_orders=True, limits=None, second_source="refuse")
     with httpx.Client(base_url=allow.base_url) as a, httpx.Client(base_url=reject.base_url) as r:
         allowing, rejecting = Api(allow, a), Api(reject, r)
         assert [allowing.create("ORDER00001").status_code for _ in range(2)] == [201, 201]
@@ -443,41 +379,50 @@ def test_second_payment_for_an_order(sandbox_factory: SandboxFactory) -> None:
 # -- reads ---------------------------------------------------------------------------------
 
 
-def test_list_filters_include_and_pages(api: Api) -> None:
-    ids = {}
-    for n in range(12):
-        order = f"ORDER{n:05d}"
-        ids[order] = api.create(order, f"tok_{n}", reference=f"REF-{n % 3}").json()["data"]["id"]
-    wanted = ["ORDER00001", "ORDER00004", "ORDER00011", "NOPAYMENTS"]
-    response = api.get("/api/external_payments", **{"filter[q][order_id_in]": ",".join(wanted)})
-    assert response.status_code == 200
-    doc = response.json()
-    assert {d["id"] for d in doc["data"]} == {ids[o] for o in wanted[:3]}
-    assert doc["meta"] == {"record_count": 3, "page_count": 1}
-    assert all("data" not in d["relationships"]["order"] for d in doc["data"])
-    assert "included" not in doc
+def test_list_filters_include_and_pages(sandbox_factory: SandboxFactory) -> None:
+    server = sandbox_factory(orders={}, open_orders=True, limits=None)  # no seeded payments
+    with httpx.Client(base_url=server.base_url, timeout=10) as c:
+        api = Api(server, c)
+        ids = {}
+        for n in range(12):
+            order = f"ORDER{n:05d}"
+            ids[order] = api.create(order, f"tok_{n}", reference=f"REF-{n % 3}").json()["data"][
+                "id"
+            ]
+        wanted = ["ORDER00001", "ORDER00004", "ORDER00011", "NOPAYMENTS"]
+        response = api.get("/api/external_payments", **{"filter[q][order_id_in]": ",".join(wanted)})
+        assert response.status_code == 200
+        doc = response.json()
+        assert {d["id"] for d in doc["data"]} == {ids[o] for o in wanted[:3]}
+        assert doc["meta"] == {"record_count": 3, "page_count": 1}
+        assert all("data" not in d["relationships"]["order"] for d in doc["data"])
+        assert "included" not in doc
 
-    included = api.get(
-        "/api/external_payments", include="order", **{"filter[q][order_id_eq]": "ORDER00004"}
-    ).json()
-    [payment] = included["data"]
-    assert payment["relationships"]["order"]["data"] == {"type": "orders", "id": "ORDER00004"}
-    assert [(o["type"], o["id"]) for o in included["included"]] == [("orders", "ORDER00004")]
+        included = api.get(
+            "/api/external_payments", include="order", **{"filter[q][order_id_eq]": "ORDER00004"}
+        ).json()
+        [payment] = included["data"]
+        assert payment["relationships"]["order"]["data"] == {"type": "orders", "id": "ORDER00004"}
+        assert [(o["type"], o["id"]) for o in included["included"]] == [("orders", "ORDER00004")]
 
-    by_token = api.get("/api/external_payments", **{"filter[q][payment_source_token_eq]": "tok_7"})
-    assert [d["id"] for d in by_token.json()["data"]] == [ids["ORDER00007"]]
-    by_ref = api.get("/api/external_payments", **{"filter[q][reference_eq]": "REF-0"}).json()
-    assert by_ref["meta"]["record_count"] == 4
+        by_token = api.get(
+            "/api/external_payments", **{"filter[q][payment_source_token_eq]": "tok_7"}
+        )
+        assert [d["id"] for d in by_token.json()["data"]] == [ids["ORDER00007"]]
+        by_ref = api.get("/api/external_payments", **{"filter[q][reference_eq]": "REF-0"}).json()
+        assert by_ref["meta"]["record_count"] == 4
 
-    first = api.get("/api/external_payments").json()
-    assert len(first["data"]) == 10  # the default page size
-    assert first["meta"] == {"record_count": 12, "page_count": 2}
-    assert "page[number]=2" in first["links"]["next"]
-    second = api.get("/api/external_payments", **{"page[number]": "2", "page[size]": "10"}).json()
-    assert len(second["data"]) == 2
-    assert "next" not in second["links"]
-    assert {d["id"] for d in first["data"] + second["data"]} == set(ids.values())
-    assert len(api.get("/api/external_payments", **{"page[size]": "25"}).json()["data"]) == 12
+        first = api.get("/api/external_payments").json()
+        assert len(first["data"]) == 10  # the default page size
+        assert first["meta"] == {"record_count": 12, "page_count": 2}
+        assert "page[number]=2" in first["links"]["next"]
+        second = api.get(
+            "/api/external_payments", **{"page[number]": "2", "page[size]": "10"}
+        ).json()
+        assert len(second["data"]) == 2
+        assert "next" not in second["links"]
+        assert {d["id"] for d in first["data"] + second["data"]} == set(ids.values())
+        assert len(api.get("/api/external_payments", **{"page[size]": "25"}).json()["data"]) == 12
 
 
 @pytest.mark.parametrize(
@@ -488,7 +433,9 @@ def test_list_filters_include_and_pages(api: Api) -> None:
         {"page[number]": "x"},
         {"filter[q][status_eq]": "paid"},
         {"include": "payment_gateway"},
-        {"sort": "-created_at"},
+        {"sort": "-amount_cents"},
+        {"fields[external_payments]": "amount_cents"},
+        {"fields[skus]": "code"},
     ],
 )
 def test_list_refuses_unknown_or_out_of_range_parameters(api: Api, params: dict[str, str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from batch.sandbox import Faults, Limit, SandboxConfig, parse_limit
 from batch.sandbox.create import CARD_NUMBER_RE
 from batch.sandbox.faults import FaultPlan
 from batch.sandbox.limits import SlidingWindows
-from batch.sandbox.store import load_seed_orders
+from batch.sandbox.seed import load_seed_orders, read_seed_orders
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_data" / "orders.csv"
 
@@ -95,13 +96,30 @@ def test_fault_draws_repeat_with_the_same_seed() -> None:
     assert 0 < sum(draws(7)) < 64
 
 
+def test_seed_rows_are_checked() -> None:
+    text = "id,status,number,payment_method,payment_source\nA1,pending,1,external,card\n"
+    [(order_id, seed)] = read_seed_orders(text).items()
+    assert (order_id, seed.number, seed.sources()) == ("A1", "1", [None])
+    for row, problem in [
+        ("A1,paid,1,external,", "row 2: unknown order status 'paid'"),
+        ("A1,pending,1,paypal,", "row 2: unknown payment method 'paypal'"),
+        ("A1,pending,1,external,external:", "row 2: not a payment source"),
+        (",pending,1,external,", "row 2: the id is blank"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(problem)):
+            read_seed_orders("id,status,number,payment_method,payment_source\n" + row)
+    # The old two-column form still works: an external method, no source.
+    [old] = read_seed_orders("id,status\nB2,placed\n").values()
+    assert (old.status, old.payment_method, old.sources()) == ("placed", "external", [])
+
+
 def test_config_rejects_nonsense() -> None:
     with pytest.raises(ValueError, match="p_5xx"):
         Faults(p_5xx=1.5)
     with pytest.raises(ValueError, match="latency_ms"):
         Faults(latency_ms=(5.0, 1.0))
-    with pytest.raises(ValueError, match="existing_source"):
-        SandboxConfig(existing_source="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="second_source"):
+        SandboxConfig(second_source="ignore")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -122,7 +140,8 @@ def test_card_number_pattern(token: str, is_card: bool) -> None:
 
 
 def test_sample_data_matches_the_seed_orders_by_design() -> None:
-    seed = load_seed_orders()
+    seeds = load_seed_orders()
+    seed = {order_id: o.status for order_id, o in seeds.items()}
     with SAMPLE.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == [
@@ -148,3 +167,9 @@ def test_sample_data_matches_the_seed_orders_by_design() -> None:
     assert all(isinstance(m, dict) for m in metadata)
     # Everything else is a pending order, so the demo creates all the rest.
     assert sum(seed.get(i) == "pending" for i in ids) == len(rows) - 2
+    # Every sample order can take an external payment and has no payment source yet.
+    sampled = [seeds[i] for i in ids if i in seeds]
+    assert {(s.payment_method, s.payment_source) for s in sampled} == {("external", "")}
+    numbers = [s.number for s in seeds.values()]
+    assert all(n is not None and n.isdigit() for n in numbers)
+    assert len(set(numbers)) == len(numbers)

@@ -1,4 +1,4 @@
-"""A local Commerce Layer sandbox: the auth and external-payment endpoints over real HTTP.
+"""A local Commerce Layer sandbox: auth, external payments and orders over real HTTP.
 
 Standalone on purpose (aiohttp only): it serves `paybatch run --sandbox`, rehearsals,
 the end-to-end and crash tests and the benchmarks, as strictly as the real API.
@@ -10,11 +10,12 @@ from batch.sandbox.config import (
     DEFAULT_TOKEN_LIMIT,
     Faults,
     Limit,
+    OrderSeed,
     SandboxConfig,
     parse_limit,
 )
 from batch.sandbox.server import SandboxServer, serve
-from batch.sandbox.store import Payment, RequestRecord, Store
+from batch.sandbox.store import Order, Payment, RequestRecord, Store
 
 __all__ = [
     "DEFAULT_LIVE_LIMITS",
@@ -22,6 +23,8 @@ __all__ = [
     "DEFAULT_TOKEN_LIMIT",
     "Faults",
     "Limit",
+    "Order",
+    "OrderSeed",
     "Payment",
     "RequestRecord",
     "SandboxConfig",

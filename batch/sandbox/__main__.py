@@ -7,7 +7,6 @@ so a parent process can read it and point a client at the sandbox.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from collections.abc import Sequence
@@ -18,9 +17,11 @@ from batch.sandbox.config import (
     DEFAULT_TOKEN_LIMIT,
     Faults,
     Limit,
+    OrderSeed,
     SandboxConfig,
     parse_limit,
 )
+from batch.sandbox.seed import read_seed_orders
 from batch.sandbox.server import SandboxServer, serve
 
 
@@ -54,10 +55,25 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--token-limit", type=_limit, default=DEFAULT_TOKEN_LIMIT)
     p.add_argument("--no-token-limit", action="store_true")
     p.add_argument("--no-retry-after", action="store_true", help="429s without Retry-After")
+    p.add_argument(
+        "--count-rejected",
+        action="store_true",
+        help="log a refused (429) request in every window it was checked against",
+    )
+    p.add_argument(
+        "--foreign-rate",
+        type=_limit,
+        metavar="N/Ws",
+        help="background requests of another integration at that steady rate, counted in "
+        "the class windows",
+    )
+    p.add_argument("--no-ratelimit-headers", action="store_true", help="no X-Ratelimit-*")
     p.add_argument("--token-ttl", type=float, default=7200.0, metavar="SECONDS")
     p.add_argument("--open-orders", action="store_true", help="unknown order ids are pending")
     p.add_argument("--orders", metavar="CSV", help="orders file with id,status columns")
-    p.add_argument("--existing-source", choices=("allow", "reject"), default="allow")
+    p.add_argument("--second-source", choices=("repoint", "refuse"), default="repoint")
+    p.add_argument("--ignore-filters", action="store_true")
+    p.add_argument("--number-filter-unsupported", action="store_true")
     p.add_argument("--seed", type=int, default=None, help="seed for the fault RNG")
     p.add_argument("--client-id", default=SandboxConfig().client_id)
     p.add_argument("--client-secret", default=SandboxConfig().client_secret)
@@ -78,19 +94,28 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         limits = tuple(args.limit)
     else:
         limits = DEFAULT_LIVE_LIMITS if args.mode == "live" else DEFAULT_TEST_LIMITS
-    orders = None
+    orders: dict[str, str | OrderSeed] | None = None
     if args.orders:
         with open(args.orders, newline="", encoding="utf-8") as f:
-            orders = {row["id"]: row["status"] for row in csv.DictReader(f)}
+            orders = dict(read_seed_orders(f.read()))
     return SandboxConfig(
         mode=args.mode,
         limits=limits,
         token_limit=None if args.no_token_limit else args.token_limit,
         retry_after=not args.no_retry_after,
+        count_rejected=args.count_rejected,
+        foreign_rate=(
+            None
+            if args.foreign_rate is None
+            else (args.foreign_rate.limit, args.foreign_rate.seconds)
+        ),
+        ratelimit_headers=not args.no_ratelimit_headers,
         token_ttl=args.token_ttl,
         open_orders=args.open_orders,
         orders=orders,
-        existing_source=args.existing_source,
+        second_source=args.second_source,
+        ignore_filters=args.ignore_filters,
+        number_filter=not args.number_filter_unsupported,
         seed=args.seed,
         client_id=args.client_id,
         client_secret=args.client_secret,

@@ -1,8 +1,9 @@
 """The aiohttp application: routes, and the edge every request passes through.
 
 For /api/* the edge applies, in order: a 429 storm (POST external_payments only, not
-counted), the rate-limit windows (429, not counted), latency jitter, the bearer token
-(401), Accept (406) and Content-Type (415); then the route (404/405) and its handler.
+counted), the rate-limit windows (429, counted only with count_rejected), latency
+jitter, the bearer token (401), Accept (406) and Content-Type (415); then the route
+(404/405) and its handler.
 Every answered or dropped request is logged; /_sandbox/* control routes are not.
 """
 
@@ -19,10 +20,11 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 
 from batch.sandbox.auth import issue_token
+from batch.sandbox.foreign import foreign_traffic
 from batch.sandbox.jsonapi import MEDIA_TYPE, ApiError, error
 from batch.sandbox.limits import Verdict
 from batch.sandbox.payments import Dropped, create_payment
-from batch.sandbox.reads import list_payments, show_order, show_payment
+from batch.sandbox.reads import list_orders, list_payments, show_order, show_payment
 from batch.sandbox.state import SANDBOX, Sandbox, document, sandbox_of, too_many
 from batch.sandbox.store import RequestRecord
 
@@ -35,10 +37,12 @@ def build_app(sandbox: Sandbox) -> web.Application:
     """The application serving one Sandbox."""
     app = web.Application(middlewares=[edge])
     app[SANDBOX] = sandbox
+    app.cleanup_ctx.append(foreign_traffic)
     app.router.add_post("/oauth/token", issue_token)
     app.router.add_post("/api/external_payments", create_payment)
     app.router.add_get("/api/external_payments", list_payments, allow_head=False)
     app.router.add_get("/api/external_payments/{id}", show_payment, allow_head=False)
+    app.router.add_get("/api/orders", list_orders, allow_head=False)
     app.router.add_get("/api/orders/{id}", show_order, allow_head=False)
     app.router.add_get("/_sandbox/payments", control_payments, allow_head=False)
     app.router.add_get("/_sandbox/requests", control_requests, allow_head=False)
@@ -87,7 +91,7 @@ async def _api(
         if storm is not None:
             return too_many(storm, sandbox.config), False
     verdict = sandbox.limits.check(endpoint, arrival) if sandbox.limits else None
-    headers = _ratelimit_headers(verdict)
+    headers = _ratelimit_headers(verdict) if sandbox.config.ratelimit_headers else {}
     response: web.StreamResponse
     if verdict is not None and not verdict.accepted:
         response = too_many(verdict.retry_after, sandbox.config)
@@ -167,15 +171,19 @@ def _redacted_query(request: web.Request) -> str:
 
 
 async def control_payments(request: web.Request) -> web.Response:
-    """GET /_sandbox/payments: every payment, grouped by order."""
+    """GET /_sandbox/payments: payments made through the API by order; ?seeded=1 adds
+    the seeded ones."""
     store = sandbox_of(request).store
-    return web.json_response({"payments_by_order": store.payments_by_order()})
+    seeded = request.query.get("seeded") in ("1", "true")
+    return web.json_response({"payments_by_order": store.payments_by_order(seeded=seeded)})
 
 
 async def control_requests(request: web.Request) -> web.Response:
-    """GET /_sandbox/requests: counts by status, plus the full log unless ?summary=1."""
-    records = sandbox_of(request).store.requests()
+    """GET /_sandbox/requests: counts by status, foreign traffic, the log unless ?summary=1."""
+    store = sandbox_of(request).store
+    records = store.requests()
     body: dict[str, object] = {
+        "foreign": store.foreign(),
         "count": len(records),
         "accepted": sum(r.accepted for r in records),
         "by_status": {str(k): v for k, v in Counter(r.status for r in records).items()},

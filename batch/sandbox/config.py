@@ -8,8 +8,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Scope = Literal["class", "endpoint"]
-ExistingSource = Literal["allow", "reject"]
+SecondSource = Literal["repoint", "refuse"]
 Mode = Literal["test", "live"]
+# "external": a method on an external gateway; "stripe": a card gateway; "none": not chosen.
+PaymentMethodKind = Literal["external", "stripe", "none"]
+PAYMENT_METHOD_KINDS = ("external", "stripe", "none")
+ORDER_STATUSES = ("draft", "pending", "editing", "placing", "placed", "approved", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,24 +90,76 @@ class Faults:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class OrderSeed:
+    """An order as the sandbox starts with it; `number` defaults to a fresh numeric one.
+
+    `payment_source` lists the sources the order already has, oldest first, joined by "|":
+    "card" (a stripe_payments source from checkout) or "external:TOKEN" (an external
+    payment made by another tool). The last is the active one; the others are orphans.
+    """
+
+    status: str = "pending"
+    number: str | None = None
+    payment_method: PaymentMethodKind = "external"
+    payment_source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.status not in ORDER_STATUSES:
+            raise ValueError(f"unknown order status {self.status!r}")
+        if self.payment_method not in PAYMENT_METHOD_KINDS:
+            raise ValueError(f"unknown payment method {self.payment_method!r}")
+        if self.number is not None and not self.number.strip():
+            raise ValueError("an order number must not be blank")
+        self.sources()
+
+    def sources(self) -> list[str | None]:
+        """The seeded sources, oldest first: None for a card, else an external payment token."""
+        found: list[str | None] = []
+        for part in filter(None, (p.strip() for p in self.payment_source.split("|"))):
+            kind, _, token = part.partition(":")
+            if part == "card":
+                found.append(None)
+            elif kind == "external" and token.strip():
+                found.append(token.strip())
+            else:
+                raise ValueError(f"not a payment source: {part!r} (card or external:TOKEN)")
+        return found
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class SandboxConfig:
     """Everything a sandbox run can vary; the defaults mimic the Commerce Layer test environment.
 
     `limits=None` or `()` disables the /api/* limits; `token_limit=None` the /oauth/token one.
-    `orders=None` loads the packaged seed_orders.csv; `open_orders` makes every other order
-    id exist as a pending order. `existing_source` decides what a second payment for an order
-    that already has a payment source does: "allow" creates it (as the real API does without
-    an idempotency key), "reject" answers 422.
+    `orders=None` loads the packaged seed_orders.csv; otherwise it maps order ids to a status
+    or an OrderSeed. `open_orders` makes every other order id (or number, when looked up)
+    exist as a pending order. `second_source` decides what a payment for an order that
+    already has a payment source does: "repoint" makes it the order's source and leaves the
+    old one orphaned (the likely real behaviour), "refuse" answers 422.
+
+    Reads: `ignore_filters` answers filtered lists as if unfiltered (a server that ignores a
+    filter), `number_filter=False` answers 400 to filters on the order number (unconfirmed).
+
+    Rate-limit modes, for the facts the API leaves unconfirmed: `count_rejected` logs a
+    refused (429) request in every window it was checked against; `retry_after=False`
+    sends 429s without Retry-After; `ratelimit_headers=False` sends no X-Ratelimit-*;
+    `foreign_rate=(n, seconds)` spends the class windows at that steady rate from a task
+    inside the sandbox, as another integration on the same IP would.
     """
 
     mode: Mode = "test"
     limits: tuple[Limit, ...] | None = DEFAULT_TEST_LIMITS
     token_limit: Limit | None = DEFAULT_TOKEN_LIMIT
     retry_after: bool = True
+    count_rejected: bool = False
+    foreign_rate: tuple[int, float] | None = None
+    ratelimit_headers: bool = True
     token_ttl: float = 7200.0
     open_orders: bool = False
-    orders: Mapping[str, str] | None = None
-    existing_source: ExistingSource = "allow"
+    orders: Mapping[str, str | OrderSeed] | None = None
+    second_source: SecondSource = "repoint"
+    ignore_filters: bool = False
+    number_filter: bool = True
     faults: Faults = field(default_factory=Faults)
     seed: int | None = None
     client_id: str = "sandbox-client"
@@ -113,9 +169,15 @@ class SandboxConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("test", "live"):
             raise ValueError(f"mode must be 'test' or 'live', got {self.mode!r}")
-        if self.existing_source not in ("allow", "reject"):
+        if self.second_source not in ("repoint", "refuse"):
             raise ValueError(
-                f"existing_source must be 'allow' or 'reject', got {self.existing_source!r}"
+                f"second_source must be 'repoint' or 'refuse', got {self.second_source!r}"
             )
         if self.token_ttl <= 0:
             raise ValueError("token_ttl must be positive")
+        if self.foreign_rate is not None:
+            count, seconds = self.foreign_rate
+            if count < 1 or seconds <= 0:
+                raise ValueError(
+                    f"foreign_rate needs a positive count and window, got {count}/{seconds}"
+                )

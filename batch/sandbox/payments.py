@@ -8,7 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from batch.sandbox.create import ORDER_POINTER, parse_create, token_errors
-from batch.sandbox.jsonapi import ApiError, error, payment_resource
+from batch.sandbox.documents import render
+from batch.sandbox.jsonapi import ApiError, error
+from batch.sandbox.resources import payment_node
 from batch.sandbox.state import Sandbox, base_url, document, sandbox_of
 from batch.sandbox.store import Order
 
@@ -18,7 +20,11 @@ class Dropped(Exception):
 
 
 async def create_payment(request: web.Request) -> web.Response:
-    """Validate, record the payment, set it as the order's payment source, answer 201."""
+    """Validate, record the payment, make it the order's active payment source, answer 201.
+
+    An order that already has a source is re-pointed, the old source left orphaned, unless
+    `second_source` is "refuse" (422).
+    """
     sandbox = sandbox_of(request)
     faults = sandbox.faults
     if faults.roll(faults.faults.p_drop_before):
@@ -38,8 +44,9 @@ async def create_payment(request: web.Request) -> web.Response:
         _abort(request)
     if faults.roll(faults.faults.p_late):
         await asyncio.sleep(faults.faults.late_seconds)
-    body = {"data": payment_resource(payment, base_url(request), sandbox.config.mode)}
-    return document(201, body)
+    node = payment_node(payment, sandbox.store)
+    [data], _ = render([node], (), {}, base_url(request), sandbox.config.mode)
+    return document(201, {"data": data})
 
 
 def _abort(request: web.Request) -> None:
@@ -72,7 +79,10 @@ def _order_errors(sandbox: Sandbox, order: Order | None) -> list[dict[str, Any]]
     if order.status != "pending":
         detail = f"order - is {order.status}; a payment needs a pending order"
         return [invalid("is invalid", detail, "invalid")]
-    if order.payment_source_id and sandbox.config.existing_source == "reject":
-        detail = "order - already has a payment source"
+    if order.payment_method != "external":
+        detail = "order - needs a payment method with an external payment gateway"
+        return [invalid("is invalid", detail, "invalid")]
+    if order.payment_source is not None and sandbox.config.second_source == "refuse":
+        detail = f"order - already has a payment source ({order.payment_source.type})"
         return [invalid("has already been taken", detail, "taken")]
     return []

@@ -1,124 +1,161 @@
-"""The GET endpoints: external payments (with Ransack filters and pages) and orders.
+"""The GET endpoints: external payments and orders, listed (filters, sort, pages) or shown.
 
-Query parameters outside each endpoint's list, an include other than the one the
-endpoint offers, and a page[size] above 25 (or any page value that is not a positive
-integer) are answered 400 PARAM_NOT_ALLOWED with `source.parameter`. Blank filter values
-are ignored, as Ransack does.
+Query parameters outside each endpoint's list, an include path the endpoint does not
+offer, a `fields[type]` for an unknown type or naming an unknown field are answered 400
+PARAM_NOT_ALLOWED with `source.parameter`; filters and pages are checked in filters.py.
+
+Modes: `ignore_filters` accepts every filter and applies none (a server that ignores a
+filter answers 200 with unrelated records); `number_filter=False` makes the order number
+unfilterable (400). With `open_orders`, ids and numbers named by `_eq`/`_in` filters on
+orders exist as pending orders.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Collection
-from typing import Any
+from collections.abc import Collection, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
 
-from batch.sandbox.jsonapi import ApiError, order_resource, payment_resource
-from batch.sandbox.state import base_url, document, sandbox_of
-from batch.sandbox.store import Payment
+from batch.sandbox.documents import Fields, IncludePath, render
+from batch.sandbox.filters import Getter, Query, is_filter, not_allowed, page_of
+from batch.sandbox.jsonapi import ApiError
+from batch.sandbox.resources import FIELD_NAMES, Node, order_node, payment_node
+from batch.sandbox.state import Sandbox, base_url, document, sandbox_of
+from batch.sandbox.store import Order, Payment
 
-PAGE_SIZE_DEFAULT = 10
-PAGE_SIZE_MAX = 25
-Predicate = Callable[[Payment], bool]
+T = TypeVar("T")
 
-
-def _order_id_eq(value: str) -> Predicate:
-    return lambda p: p.order_id == value
-
-
-def _order_id_in(value: str) -> Predicate:
-    wanted = {part.strip() for part in value.split(",")}
-    return lambda p: p.order_id in wanted
-
-
-def _token_eq(value: str) -> Predicate:
-    return lambda p: p.token == value
-
-
-def _reference_eq(value: str) -> Predicate:
-    return lambda p: p.attributes.get("reference") == value
-
-
-# Each supported Ransack filter builds its predicate once per request.
-FILTERS: dict[str, Callable[[str], Predicate]] = {
-    "filter[q][order_id_eq]": _order_id_eq,
-    "filter[q][order_id_in]": _order_id_in,
-    "filter[q][payment_source_token_eq]": _token_eq,
-    "filter[q][reference_eq]": _reference_eq,
+PAYMENT_FILTERS: Mapping[str, Getter[Payment]] = {
+    "id": lambda p: p.id,
+    "payment_source_token": lambda p: p.token,
+    "reference": lambda p: p.attributes.get("reference"),
+    "reference_origin": lambda p: p.attributes.get("reference_origin"),
+    "order_id": lambda p: p.order_id,
+    "created_at": lambda p: p.created_at,
+    "updated_at": lambda p: p.created_at,
 }
-_FIELDS = ("fields[external_payments]", "fields[orders]")
-_LIST_PARAMS = (*FILTERS, "page[size]", "page[number]", "include", *_FIELDS)
-_SHOW_PARAMS = ("include", *_FIELDS)
+ORDER_FILTERS: Mapping[str, Getter[Order]] = {
+    "id": lambda o: o.id,
+    "number": lambda o: o.number,
+    "status": lambda o: o.status,
+    "payment_status": lambda o: "unpaid",
+    "created_at": lambda o: o.created_at,
+    "updated_at": lambda o: o.created_at,
+}
+PAYMENT_INCLUDES = frozenset({("order",)})
+ORDER_INCLUDES = frozenset(
+    {("payment_source",), ("payment_method",), ("payment_method", "payment_gateway")}
+)
+_LIST_PARAMS = frozenset({"page[size]", "page[number]", "include", "sort"})
+_SHOW_PARAMS = frozenset({"include"})
 
 
-def _not_allowed(parameter: str, detail: str) -> ApiError:
-    return ApiError.one(400, "PARAM_NOT_ALLOWED", "Param not allowed", detail, parameter=parameter)
+class Request:
+    """The checked query of one GET: its include paths, sparse fields and raw params."""
+
+    def __init__(
+        self, request: web.Request, includes: Collection[IncludePath], *, listing: bool
+    ) -> None:
+        allowed = _LIST_PARAMS if listing else _SHOW_PARAMS
+        self.params: dict[str, str] = {}
+        fields: dict[str, frozenset[str]] = {}
+        for key, value in request.query.items():
+            if key.startswith("fields["):
+                fields[key[7:-1]] = _field_names(key, value)
+            elif key not in allowed and not (listing and is_filter(key)):
+                raise not_allowed(key, f"{key} is not allowed.")
+            self.params[key] = value
+        self.fields: Fields = fields
+        self.includes: list[IncludePath] = []
+        for part in filter(None, self.params.get("include", "").split(",")):
+            path = tuple(part.split("."))
+            if path not in includes:
+                raise not_allowed("include", f"{part!r} is not a valid include.")
+            self.includes.append(path)
 
 
-def _params(request: web.Request, allowed: Collection[str], include: str) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for key, value in request.query.items():
-        if key not in allowed:
-            raise _not_allowed(key, f"{key} is not allowed.")
-        params[key] = value
-    if params.get("include", include) not in ("", include):
-        raise _not_allowed("include", f"{params['include']!r} is not a valid include.")
-    return params
+def _field_names(key: str, value: str) -> frozenset[str]:
+    names = FIELD_NAMES.get(key[7:-1]) if key.endswith("]") else None
+    if names is None:
+        raise not_allowed(key, f"{key} names no resource type.")
+    wanted = frozenset(filter(None, value.split(",")))
+    unknown = sorted(wanted - names)
+    if unknown:
+        raise not_allowed(key, f"{', '.join(unknown)} is not a field of {key[7:-1]}.")
+    return wanted
 
 
-def _sparse(resource: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
-    """Apply a JSON:API sparse fieldset (fields[type]=a,b) to one resource."""
-    wanted = params.get(f"fields[{resource['type']}]")
-    if wanted is None:
-        return resource
-    names = {name.strip() for name in wanted.split(",")}
-    for member in ("attributes", "relationships"):
-        resource[member] = {k: v for k, v in resource[member].items() if k in names}
-    return resource
+def _list(
+    request: web.Request,
+    query: Request,
+    found: list[Node],
+    sandbox: Sandbox,
+) -> web.Response:
+    page, number, pages = page_of(found, query.params)
+    data, included = render(
+        page, query.includes, query.fields, base_url(request), sandbox.config.mode
+    )
+    body: dict[str, Any] = {
+        "data": data,
+        "meta": {"record_count": len(found), "page_count": pages},
+        "links": _page_links(request, query.params, number, max(1, pages)),
+    }
+    if query.includes:
+        body["included"] = included
+    return document(200, body)
 
 
-def _page_value(params: dict[str, str], name: str, default: int, most: int | None) -> int:
-    text = params.get(name)
-    if text is None:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1 or (most is not None and value > most):
-        bound = f"between 1 and {most}" if most else "a positive integer"
-        raise _not_allowed(name, f"{name} must be {bound}, got {text!r}.")
-    return value
+def _show(request: web.Request, query: Request, node: Node, sandbox: Sandbox) -> web.Response:
+    [data], included = render(
+        [node], query.includes, query.fields, base_url(request), sandbox.config.mode
+    )
+    body: dict[str, Any] = {"data": data}
+    if query.includes:
+        body["included"] = included
+    return document(200, body)
+
+
+def _query(sandbox: Sandbox, fields: Mapping[str, Getter[T]], params: dict[str, str]) -> Query[T]:
+    if sandbox.config.ignore_filters:
+        params = {k: v for k, v in params.items() if not is_filter(k)}
+    return Query(fields, params)
 
 
 async def list_payments(request: web.Request) -> web.Response:
-    """GET /api/external_payments: filtered, paginated, optionally with the orders included."""
+    """GET /api/external_payments: every payment matching the filters, orphans included."""
     sandbox = sandbox_of(request)
-    params = _params(request, _LIST_PARAMS, "order")
-    size = _page_value(params, "page[size]", PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX)
-    number = _page_value(params, "page[number]", 1, None)
-    tests = [FILTERS[k](v) for k, v in params.items() if k in FILTERS and v.strip()]
-    found = sandbox.store.payments(lambda p: all(test(p) for test in tests))
-    page = found[(number - 1) * size : number * size]
-    with_order = params.get("include") == "order"
-    base, mode = base_url(request), sandbox.config.mode
-    body: dict[str, Any] = {
-        "data": [
-            _sparse(payment_resource(p, base, mode, with_order=with_order), params) for p in page
-        ],
-        "meta": {"record_count": len(found), "page_count": math.ceil(len(found) / size)},
-        "links": _page_links(request, params, number, max(1, math.ceil(len(found) / size))),
-    }
-    if with_order:
-        included = []
-        for order_id in dict.fromkeys(p.order_id for p in page):
-            order = sandbox.store.order(order_id)
-            if order is not None:
-                included.append(_sparse(order_resource(order, base, mode), params))
-        body["included"] = included
-    return document(200, body)
+    query = Request(request, PAYMENT_INCLUDES, listing=True)
+    found = _query(sandbox, PAYMENT_FILTERS, query.params).apply(sandbox.store.payments())
+    return _list(request, query, [payment_node(p, sandbox.store) for p in found], sandbox)
+
+
+async def list_orders(request: web.Request) -> web.Response:
+    """GET /api/orders: orders matching the filters, with their method and active source."""
+    sandbox = sandbox_of(request)
+    query = Request(request, ORDER_INCLUDES, listing=True)
+    filters = dict(ORDER_FILTERS)
+    if not sandbox.config.number_filter:
+        del filters["number"]
+    order_query = _query(sandbox, filters, query.params)
+    _open_named_orders(sandbox, order_query.values)
+    found = order_query.apply(sandbox.store.orders())
+    return _list(request, query, [order_node(o, sandbox.store) for o in found], sandbox)
+
+
+def _open_named_orders(sandbox: Sandbox, values: Mapping[str, str]) -> None:
+    """With open orders, the ids and numbers a lookup names exist (as pending orders)."""
+    if not sandbox.config.open_orders:
+        return
+    named: dict[str, list[str]] = {"id": [], "number": []}
+    for key, value in values.items():
+        field, _, predicate = key.rpartition("_")
+        if field in named and predicate in ("eq", "in"):
+            named[field] += value.split(",") if predicate == "in" else [value]
+    for order_id in named["id"]:
+        sandbox.store.order(order_id)
+    sandbox.store.open_numbers(named["number"])
 
 
 def _page_links(
@@ -140,37 +177,21 @@ def _page_links(
 async def show_payment(request: web.Request) -> web.Response:
     """GET /api/external_payments/{id}."""
     sandbox = sandbox_of(request)
-    params = _params(request, _SHOW_PARAMS, "order")
+    query = Request(request, PAYMENT_INCLUDES, listing=False)
     payment = sandbox.store.payment(request.match_info["id"])
     if payment is None:
         raise _not_found("external payment", request.match_info["id"])
-    base, mode = base_url(request), sandbox.config.mode
-    with_order = params.get("include") == "order"
-    resource = payment_resource(payment, base, mode, with_order=with_order)
-    body: dict[str, Any] = {"data": _sparse(resource, params)}
-    order = sandbox.store.order(payment.order_id) if with_order else None
-    if order is not None:
-        body["included"] = [_sparse(order_resource(order, base, mode), params)]
-    return document(200, body)
+    return _show(request, query, payment_node(payment, sandbox.store), sandbox)
 
 
 async def show_order(request: web.Request) -> web.Response:
-    """GET /api/orders/{id}, optionally with its payment source included."""
+    """GET /api/orders/{id}, optionally with its payment source and method included."""
     sandbox = sandbox_of(request)
-    params = _params(request, _SHOW_PARAMS, "payment_source")
+    query = Request(request, ORDER_INCLUDES, listing=False)
     order = sandbox.store.order(request.match_info["id"])
     if order is None:
         raise _not_found("order", request.match_info["id"])
-    base, mode = base_url(request), sandbox.config.mode
-    with_source = params.get("include") == "payment_source"
-    resource = order_resource(order, base, mode, with_payment_source=with_source)
-    body: dict[str, Any] = {"data": _sparse(resource, params)}
-    if with_source:
-        source = sandbox.store.payment(order.payment_source_id or "")
-        body["included"] = (
-            [] if source is None else [_sparse(payment_resource(source, base, mode), params)]
-        )
-    return document(200, body)
+    return _show(request, query, order_node(order, sandbox.store), sandbox)
 
 
 def _not_found(kind: str, resource_id: str) -> ApiError:

@@ -15,9 +15,9 @@ from aiohttp import web
 
 from batch import eventloop
 from batch.sandbox.app import build_app
-from batch.sandbox.config import SandboxConfig
+from batch.sandbox.config import PaymentMethodKind, SandboxConfig
 from batch.sandbox.state import new_sandbox
-from batch.sandbox.store import RequestRecord
+from batch.sandbox.store import Order, Payment, RequestRecord
 
 DEFAULT_CONFIG = SandboxConfig()
 START_TIMEOUT = 10.0
@@ -73,9 +73,32 @@ class SandboxServer:
             "env": self.env(),
         }
 
-    def payments_by_order(self) -> dict[str, list[dict[str, Any]]]:
-        """Every payment created so far, grouped by order id."""
-        return self.store.payments_by_order()
+    def payments_by_order(self, *, seeded: bool = False) -> dict[str, list[dict[str, Any]]]:
+        """Every payment created through the API so far (plus the seeded ones if asked),
+        grouped by order id."""
+        return self.store.payments_by_order(seeded=seeded)
+
+    def payments_of(self, order_id: str) -> list[Payment]:
+        """Every external payment the server holds for one order, seeded and orphans too."""
+        return self.store.payments_of(order_id)
+
+    def add_order(
+        self,
+        order_id: str,
+        *,
+        number: str | None = None,
+        status: str = "pending",
+        payment_method: PaymentMethodKind = "external",
+        payment_source: str = "",
+    ) -> Order:
+        """Seed one order while serving (see OrderSeed for `payment_source`)."""
+        return self.store.add_order(
+            order_id,
+            number=number,
+            status=status,
+            payment_method=payment_method,
+            payment_source=payment_source,
+        )
 
     def request_log(self) -> list[RequestRecord]:
         """Every answered or dropped request so far."""

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from batch.sandbox.config import SandboxConfig
+from batch.sandbox.config import OrderSeed, SandboxConfig
 from batch.sandbox.faults import FaultPlan
 from batch.sandbox.jsonapi import MEDIA_TYPE, error
 from batch.sandbox.limits import SlidingWindows
-from batch.sandbox.store import Store, load_seed_orders
+from batch.sandbox.seed import load_seed_orders
+from batch.sandbox.store import Store
 from batch.sandbox.tokens import TokenIssuer
 
 
@@ -34,17 +36,30 @@ SANDBOX = web.AppKey("sandbox", Sandbox)
 
 def new_sandbox(config: SandboxConfig) -> Sandbox:
     """Fresh state for one server run."""
-    orders = load_seed_orders() if config.orders is None else dict(config.orders)
+    orders = load_seed_orders() if config.orders is None else seeds(config.orders)
+    counted = config.count_rejected
     return Sandbox(
         config=config,
         store=Store(orders, open_orders=config.open_orders),
-        limits=SlidingWindows(config.limits) if config.limits else None,
-        token_limits=SlidingWindows([config.token_limit]) if config.token_limit else None,
+        limits=SlidingWindows(config.limits, count_rejected=counted) if config.limits else None,
+        token_limits=(
+            SlidingWindows([config.token_limit], count_rejected=counted)
+            if config.token_limit
+            else None
+        ),
         faults=FaultPlan(config.faults, config.seed, time.monotonic()),
         tokens=TokenIssuer(
             organization=config.organization, test=config.mode == "test", ttl=config.token_ttl
         ),
     )
+
+
+def seeds(orders: Mapping[str, str | OrderSeed]) -> dict[str, OrderSeed]:
+    """Configured orders as seeds; a bare status means an external method and no source."""
+    return {
+        order_id: seed if isinstance(seed, OrderSeed) else OrderSeed(status=seed)
+        for order_id, seed in orders.items()
+    }
 
 
 def sandbox_of(request: web.Request) -> Sandbox:

@@ -1,23 +1,23 @@
-"""The sandbox's in-memory state: orders, payments and the request log."""
+"""The sandbox's in-memory state: orders, their payment sources, and the request log."""
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 import string
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from importlib import resources
 from typing import Any
 
-ORDER_STATUSES = ("draft", "pending", "editing", "placing", "placed", "approved", "cancelled")
+from batch.sandbox.config import OrderSeed, PaymentMethodKind
+
 _ID_ALPHABET = string.ascii_letters + string.digits
 # Ids only need to look random and not collide; secrets.choice cost 5% of the server's CPU.
 _ids = random.Random()
+# Numbers given to orders without one (open orders, add_order) start here.
+FIRST_FREE_NUMBER = 90001
 
 
 def new_id() -> str:
@@ -30,25 +30,36 @@ def utc_timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def load_seed_orders() -> dict[str, str]:
-    """The packaged seed_orders.csv as {order id: status}."""
-    text = resources.files("batch.sandbox").joinpath("seed_orders.csv").read_text("utf-8")
-    return {row["id"]: row["status"] for row in csv.DictReader(io.StringIO(text))}
+@dataclass(frozen=True, slots=True)
+class Linkage:
+    """A JSON:API resource identifier: what a to-one relationship points at."""
+
+    type: str
+    id: str
+
+    def as_dict(self) -> dict[str, str]:
+        """The `data` member of a relationship."""
+        return {"type": self.type, "id": self.id}
 
 
 @dataclass(slots=True)
 class Order:
-    """An order; `payment_source_id` is the latest external payment attached to it."""
+    """An order; `payment_source` is the active source (the newest one attached)."""
 
     id: str
+    number: str
     status: str
+    payment_method: PaymentMethodKind = "external"
     created_at: str = field(default_factory=utc_timestamp)
-    payment_source_id: str | None = None
+    payment_source: Linkage | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Payment:
-    """A created external payment; `created` is the monotonic time it was recorded."""
+    """An external payment; `created` is the monotonic time it was recorded.
+
+    `seeded` marks payments the sandbox started with (made by "another tool").
+    """
 
     id: str
     order_id: str
@@ -56,10 +67,20 @@ class Payment:
     attributes: Mapping[str, Any]  # options, reference, reference_origin, metadata as sent
     created: float
     created_at: str
+    seeded: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready copy, as the control endpoint and `payments_by_order` show it."""
         return {**asdict(self), "attributes": dict(self.attributes)}
+
+
+@dataclass(frozen=True, slots=True)
+class CardSource:
+    """A card payment source from checkout (a stripe_payments resource)."""
+
+    id: str
+    order_id: str
+    created_at: str = field(default_factory=utc_timestamp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,30 +102,88 @@ class RequestRecord:
 class Store:
     """Orders, payments and requests, safe to read from other threads while serving."""
 
-    def __init__(self, orders: Mapping[str, str], *, open_orders: bool) -> None:
-        for order_id, status in orders.items():
-            if status not in ORDER_STATUSES:
-                raise ValueError(f"order {order_id}: unknown status {status!r}")
+    def __init__(self, orders: Mapping[str, OrderSeed], *, open_orders: bool) -> None:
         self._lock = threading.Lock()
-        self._orders = {oid: Order(oid, status) for oid, status in orders.items()}
+        self._orders: dict[str, Order] = {}
         self._open_orders = open_orders
         self._payments: dict[str, Payment] = {}
+        self._cards: dict[str, CardSource] = {}
         self._requests: list[RequestRecord] = []
+        self._foreign = {"accepted": 0, "refused": 0}
+        self._next_number = FIRST_FREE_NUMBER
+        for order_id, seed in orders.items():
+            self.seed_order(order_id, seed)
+
+    def seed_order(self, order_id: str, seed: OrderSeed) -> Order:
+        """Add (or replace) an order with its seeded payment sources."""
+        with self._lock:
+            number = seed.number or self._free_number()
+            order = self._orders[order_id] = Order(order_id, number, seed.status)
+            order.payment_method = seed.payment_method
+        for token in seed.sources():
+            if token is None:
+                self._add_card(order)
+            else:
+                self.add_payment(order, token, {}, seeded=True)
+        return order
+
+    def add_order(
+        self,
+        order_id: str,
+        *,
+        number: str | None = None,
+        status: str = "pending",
+        payment_method: PaymentMethodKind = "external",
+        payment_source: str = "",
+    ) -> Order:
+        """Seed one order (for tests); see OrderSeed for `payment_source`."""
+        seed = OrderSeed(
+            status=status,
+            number=number,
+            payment_method=payment_method,
+            payment_source=payment_source,
+        )
+        return self.seed_order(order_id, seed)
+
+    def _free_number(self) -> str:
+        taken = {order.number for order in self._orders.values()}
+        while str(self._next_number) in taken:
+            self._next_number += 1
+        self._next_number += 1
+        return str(self._next_number - 1)
 
     def order(self, order_id: str) -> Order | None:
         """The order, created as pending on first sight when orders are open."""
         with self._lock:
             found = self._orders.get(order_id)
             if found is None and self._open_orders and order_id:
-                found = self._orders[order_id] = Order(order_id, "pending")
+                found = self._orders[order_id] = Order(order_id, self._free_number(), "pending")
             return found
 
-    def add_payment(self, order: Order, token: str, attributes: Mapping[str, Any]) -> Payment:
-        """Record a payment and make it the order's payment source."""
+    def orders(self, where: Callable[[Order], bool] | None = None) -> list[Order]:
+        """Orders in creation order, optionally filtered."""
         with self._lock:
-            payment_id = new_id()
-            while payment_id in self._payments:
-                payment_id = new_id()
+            snapshot = list(self._orders.values())
+        return [o for o in snapshot if where is None or where(o)]
+
+    def open_numbers(self, numbers: Collection[str]) -> None:
+        """With open orders, make each unknown number a pending order with a fresh id."""
+        if not self._open_orders:
+            return
+        with self._lock:
+            known = {order.number for order in self._orders.values()}
+            for number in numbers:
+                if number and number not in known:
+                    order_id = new_id()
+                    self._orders[order_id] = Order(order_id, number, "pending")
+                    known.add(number)
+
+    def add_payment(
+        self, order: Order, token: str, attributes: Mapping[str, Any], *, seeded: bool = False
+    ) -> Payment:
+        """Record an external payment and make it the order's active payment source."""
+        with self._lock:
+            payment_id = self._fresh_id()
             payment = Payment(
                 id=payment_id,
                 order_id=order.id,
@@ -112,26 +191,50 @@ class Store:
                 attributes=dict(attributes),
                 created=time.monotonic(),
                 created_at=utc_timestamp(),
+                seeded=seeded,
             )
             self._payments[payment_id] = payment
-            order.payment_source_id = payment_id
+            order.payment_source = Linkage("external_payments", payment_id)
             return payment
 
+    def _add_card(self, order: Order) -> CardSource:
+        with self._lock:
+            card = CardSource(self._fresh_id(), order.id)
+            self._cards[card.id] = card
+            order.payment_source = Linkage("stripe_payments", card.id)
+            return card
+
+    def _fresh_id(self) -> str:
+        resource_id = new_id()
+        while resource_id in self._payments or resource_id in self._cards:
+            resource_id = new_id()
+        return resource_id
+
     def payment(self, payment_id: str) -> Payment | None:
-        """One payment by id."""
+        """One external payment by id."""
         with self._lock:
             return self._payments.get(payment_id)
 
+    def card(self, card_id: str) -> CardSource | None:
+        """One card source by id."""
+        with self._lock:
+            return self._cards.get(card_id)
+
     def payments(self, where: Callable[[Payment], bool] | None = None) -> list[Payment]:
-        """Payments in creation order, optionally filtered."""
+        """External payments in creation order, optionally filtered."""
         with self._lock:
             snapshot = list(self._payments.values())
         return [p for p in snapshot if where is None or where(p)]
 
-    def payments_by_order(self) -> dict[str, list[dict[str, Any]]]:
-        """Every payment grouped by order id, so tests can count duplicates and gaps."""
+    def payments_of(self, order_id: str) -> list[Payment]:
+        """Every external payment of one order, orphans included, oldest first."""
+        return self.payments(lambda p: p.order_id == order_id)
+
+    def payments_by_order(self, *, seeded: bool = False) -> dict[str, list[dict[str, Any]]]:
+        """Payments created through the API (and the seeded ones if asked), by order id,
+        so tests can count duplicates and gaps."""
         grouped: dict[str, list[dict[str, Any]]] = {}
-        for payment in self.payments():
+        for payment in self.payments(lambda p: seeded or not p.seeded):
             grouped.setdefault(payment.order_id, []).append(payment.as_dict())
         return grouped
 
@@ -139,6 +242,16 @@ class Store:
         """Append one answered (or dropped) request to the log."""
         with self._lock:
             self._requests.append(entry)
+
+    def count_foreign(self, accepted: bool) -> None:
+        """Count one background (foreign) request; they are not in the request log."""
+        with self._lock:
+            self._foreign["accepted" if accepted else "refused"] += 1
+
+    def foreign(self) -> dict[str, int]:
+        """How many foreign requests the windows accepted and refused."""
+        with self._lock:
+            return dict(self._foreign)
 
     def requests(self) -> list[RequestRecord]:
         """A copy of the request log, in completion order."""
