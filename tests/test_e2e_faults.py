@@ -160,7 +160,7 @@ def test_max_attempts_counts_the_sends_of_this_run(
     assert server.payments_by_order() == {}
 
 
-def test_permanent_failure_is_resent_only_when_its_row_changed(
+def test_an_order_not_pending_is_refused_by_the_preflight_until_it_is_fixed(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
     server = sandbox_factory(
@@ -170,31 +170,32 @@ def test_permanent_failure_is_resent_only_when_its_row_changed(
     state = tmp_path / "state.sqlite"
     runner = CliRunner()
 
-    def run(source: Path, name: str) -> tuple[int, dict[str, dict[str, str]]]:
+    def run(name: str, code: int) -> tuple[int, dict[str, dict[str, str]]]:
         before = post_count(server)
         report = tmp_path / f"{name}.csv"
-        result = runner.invoke(main, run_args(source, state, report), env=server.env())
-        assert result.exit_code == 1, result.output
+        result = runner.invoke(main, run_args(first.path, state, report), env=server.env())
+        assert result.exit_code == code, result.output
         return post_count(server) - before, {r["order_id"]: r for r in read_report(report)}
 
-    posts, lines = run(first.path, "first")
-    assert posts == 2
-    assert (lines["ORD00001"]["status"], lines["ORD00001"]["http_status"]) == ("failed", "422")
-
-    posts, lines = run(first.path, "same-file")
-    assert posts == 0  # the same payload would fail the same way: not resent
+    posts, lines = run("first", 1)
+    assert posts == 1  # the placed order costs a lookup, never a write
     assert lines["ORD00001"]["status"] == "failed"
-    assert lines["ORD00001"]["error_code"] == "VALIDATION_ERROR"
+    assert lines["ORD00001"]["error_code"] == "ORDER_NOT_PENDING"
+    assert "placed" in lines["ORD00001"]["error_detail"]
+
+    posts, lines = run("same-file", 1)
+    assert posts == 0  # still placed: looked at again, not sent
+    assert lines["ORD00001"]["error_code"] == "ORDER_NOT_PENDING"
     assert lines["ORD00002"]["status"] == "already_created"
 
-    changed = tmp_path / "changed.csv"
-    changed.write_text(
-        first.path.read_text().replace("tok_ord00001_0001", "tok_corrected_0001"), "utf-8"
-    )
-    posts, lines = run(changed, "changed")
-    assert posts == 1  # a corrected row is sent again
-    assert lines["ORD00001"]["status"] == "failed"
-    assert set(server.payments_by_order()) == {"ORD00002"}
+    server.add_order("ORD00001", status="pending")  # fixed on the dashboard
+    posts, lines = run("fixed", 0)
+    assert posts == 1
+    assert lines["ORD00001"]["status"] == "created"
+    assert {o: len(p) for o, p in server.payments_by_order().items()} == {
+        "ORD00001": 1,
+        "ORD00002": 1,
+    }
 
 
 def test_a_streamed_401_from_a_real_server_is_refreshed_and_resent(

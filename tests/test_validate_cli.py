@@ -1,4 +1,5 @@
-"""`paybatch validate` and `paybatch run --dry-run`: exit 0/1/2, the statuses, nothing sent."""
+"""`paybatch validate` (offline, or --server) and `run --dry-run`: exit codes, statuses, and
+nothing sent: the offline check makes no request, the server check only reads."""
 
 from __future__ import annotations
 
@@ -12,7 +13,20 @@ from click.testing import CliRunner, Result
 from batch.cli import main
 from batch.sandbox import SandboxServer
 
-COMMANDS = [["validate"], ["run", "--dry-run"]]
+COMMANDS = [["validate"], ["run", "--dry-run"], ["validate", "--server"]]
+
+
+def assert_nothing_sent(command: list[str], sandbox: SandboxServer) -> None:
+    log = sandbox.request_log()
+    if command == ["validate"]:
+        assert log == []  # offline: no token request, no lookup
+    else:  # the preflight: a token and GETs, never a write
+        assert {(r.method, r.path) for r in log} <= {
+            ("POST", "/oauth/token"),
+            ("GET", "/api/orders"),
+            ("GET", "/api/external_payments"),
+        }
+    assert sandbox.payments_by_order() == {}
 
 
 def _input(tmp_path: Path, rows: list[list[str]], header: list[str] | None = None) -> Path:
@@ -29,7 +43,7 @@ def _invoke(
     command: list[str], input_path: Path, tmp_path: Path, sandbox: SandboxServer, *extra: str
 ) -> Result:
     args = [*command, str(input_path), "--report", str(tmp_path / "out" / "check.csv"), *extra]
-    if command[0] == "run":
+    if command != ["validate"]:
         args += ["--state", str(tmp_path / "out" / "state.sqlite")]
     return CliRunner().invoke(main, args, env=sandbox.env())
 
@@ -48,8 +62,7 @@ def test_all_valid_exits_0_and_sends_nothing(
     assert result.exit_code == 0, result.stderr
     assert [line["status"] for line in _report(tmp_path)] == ["valid", "valid"]
     assert "2 rows: 2 valid" in result.stderr
-    assert sandbox.request_log() == []  # no token request, no POST
-    assert sandbox.payments_by_order() == {}
+    assert_nothing_sent(command, sandbox)
     assert not (tmp_path / "out" / "state.sqlite").exists()  # a dry run keeps no state
 
 
@@ -79,12 +92,12 @@ def test_bad_rows_exit_1_with_invalid_and_duplicate(
         assert line["error_code"]
         assert line["error_detail"]
     assert "4111111111111111" not in (tmp_path / "out" / "check.csv").read_text("utf-8-sig")
-    assert sandbox.request_log() == []
+    assert_nothing_sent(command, sandbox)
 
     book = openpyxl.load_workbook(tmp_path / "out" / "check.xlsx")
     facts = {a: b for a, b, *_ in book["Summary"].iter_rows(values_only=True) if a}
     assert facts["kind"] == "validate"
-    assert facts["environment"] == "offline"
+    assert facts["environment"] == ("offline" if command == ["validate"] else "test")
     assert (facts["valid"], facts["invalid"], facts["duplicate"]) == (1, 3, 1)
     assert facts["total"] == 5
 
@@ -113,7 +126,7 @@ def test_unusable_file_exits_2(
     assert needle in result.stderr.lower()
     assert "Traceback" not in result.output
     assert not (tmp_path / "out" / "check.csv").exists()
-    assert sandbox.request_log() == []
+    assert_nothing_sent(command, sandbox)
 
 
 def test_column_mapping_applies_to_validate(sandbox: SandboxServer, tmp_path: Path) -> None:
