@@ -328,3 +328,18 @@ def test_add_order_helper_and_payment_counts(sandbox: SandboxServer) -> None:
         sandbox.add_order("Helper0002", payment_source="paypal")
     with pytest.raises(ValueError, match="status"):
         sandbox.add_order("Helper0003", status="paid")
+
+
+def test_control_route_seeds_orders_from_another_process(sandbox: SandboxServer) -> None:
+    url = sandbox.base_url + "/_sandbox/orders"
+    made = httpx.post(url, json={"id": "Remote0001", "number": 4242, "payment_source": "card"})
+    assert made.status_code == 201
+    assert made.json()["number"] == "4242"
+    assert made.json()["payment_source"]["type"] == "stripe_payments"
+    order = sandbox.store.order("Remote0001")
+    assert order is not None
+    assert (order.status, order.payment_method) == ("pending", "external")
+    for bad in ({"id": "R2", "status": "paid"}, {"id": "R3", "colour": "red"}, {"number": "1"}):
+        refused = httpx.post(url, json=bad)
+        assert refused.status_code == 400, bad
+        assert refused.json()["error"]

@@ -26,16 +26,16 @@ def test_refused_requests_count_only_when_configured(
     sandbox_factory: SandboxFactory, count_rejected: bool
 ) -> None:
     server = sandbox_factory(
-        open_orders=True, limits=(Limit(1, 1.0, "class"),), count_rejected=count_rejected
+        open_orders=True, limits=(Limit(1, 1.6, "class"),), count_rejected=count_rejected
     )
     with httpx.Client(base_url=server.base_url) as c:
         api = Api(server, c)
         started = time.monotonic()
         assert api.get("/api/orders/ORDER00001").status_code == 200
-        _sleep_until(started + 0.5)
+        _sleep_until(started + 0.8)
         assert api.get("/api/orders/ORDER00001").status_code == 429
         # The accepted request has left the window; only a counted refusal is still in it.
-        _sleep_until(started + 1.25)
+        _sleep_until(started + 2.0)
         third = api.get("/api/orders/ORDER00001")
     assert third.status_code == (429 if count_rejected else 200)
     api_log = [r for r in server.request_log() if r.path.startswith("/api/")]
@@ -93,11 +93,12 @@ def test_foreign_traffic_spends_the_class_window(sandbox_factory: SandboxFactory
         answer = api.get("/api/orders/ORDER00001")
     assert answer.status_code == 200
     foreign = server.store.foreign()
-    # 5/s from the start: 6 or 7 foreign requests by 1.1 s (one at 0), all accepted.
-    assert 6 <= foreign["accepted"] <= 8
+    # 5/s from the start: at least 6 foreign requests by 1.1 s (one at 0), all accepted.
+    assert foreign["accepted"] >= 6
     assert foreign["refused"] == 0
+    # Remaining counts them (read after the answer, the foreign count may have grown).
     remaining = int(answer.headers["X-Ratelimit-Remaining"])
-    assert remaining == 20 - 1 - foreign["accepted"]
+    assert 20 - 1 - foreign["accepted"] <= remaining <= 20 - 1 - 6
     # Foreign requests are not in the request log: it holds what clients sent.
     assert [r.path for r in server.request_log() if r.path.startswith("/api/")] == [
         "/api/orders/ORDER00001"
@@ -138,10 +139,11 @@ def test_foreign_refusals_count_when_refusals_do(sandbox_factory: SandboxFactory
     with httpx.Client(base_url=server.base_url) as c:
         api = Api(server, c)
         answer = api.get("/api/orders/ORDER00001")
-    # 40/s against 4 per 0.5 s: counted refusals keep the window full for good.
+    # 40/s against 4 per 0.5 s: counted refusals keep the window full for good (uncounted,
+    # it would take 4 more every 0.5 s: 9 or more by now).
     assert answer.status_code == 429
     foreign = server.store.foreign()
-    assert foreign["accepted"] == 4
+    assert 4 <= foreign["accepted"] < 8
     assert foreign["refused"] >= 30
 
 
@@ -151,3 +153,19 @@ def test_foreign_counts_in_the_control_route(sandbox_factory: SandboxFactory) ->
     summary = httpx.get(server.base_url + "/_sandbox/requests", params={"summary": "1"}).json()
     assert summary["foreign"]["accepted"] >= 5
     assert summary["foreign"]["refused"] == 0
+
+
+def test_counted_refusals_on_the_token_endpoint(sandbox_factory: SandboxFactory) -> None:
+    server = sandbox_factory(limits=None, token_limit=Limit(1, 1.0), count_rejected=True)
+    body = {
+        "grant_type": "client_credentials",
+        "client_id": server.client_id,
+        "client_secret": server.client_secret,
+    }
+    with httpx.Client(base_url=server.base_url) as c:
+        started = time.monotonic()
+        assert c.post("/oauth/token", json=body).status_code == 200
+        _sleep_until(started + 0.5)
+        assert c.post("/oauth/token", json=body).status_code == 429
+        _sleep_until(started + 1.1)  # the grant has left the window, the refusal has not
+        assert c.post("/oauth/token", json=body).status_code == 429

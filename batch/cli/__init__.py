@@ -26,6 +26,7 @@ import click
 
 from batch import __version__, eventloop
 from batch.cli.progress import BarProgress, LogProgress
+from batch.cli.sandbox import sandbox
 from batch.config import (
     DEFAULT_FAIL_FAST_AFTER,
     DEFAULT_GRACE_SECONDS,
@@ -489,29 +490,4 @@ def reconcile(
         sys.exit(result.exit_code)
 
 
-@main.command(
-    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
-    add_help_option=False,
-)
-@click.argument("sandbox_args", nargs=-1, type=click.UNPROCESSED)
-def sandbox(sandbox_args: tuple[str, ...]) -> None:
-    """Serve the built-in sandbox on 127.0.0.1 for rehearsals; print the env vars to use.
-
-    Takes the options of `python -m batch.sandbox` (see `paybatch sandbox --help`):
-    --port, --open-orders, --limit, --latency-ms and the fault probabilities.
-    """
-    from batch.sandbox import SandboxServer, serve
-    from batch.sandbox.__main__ import config_from_args, parser
-
-    args = parser().parse_args(sandbox_args)
-    try:
-        config = config_from_args(args)
-    except (ValueError, OSError, KeyError) as exc:
-        raise click.UsageError(str(exc)) from None
-
-    def announce(server: SandboxServer) -> None:
-        for name, value in server.env().items():
-            click.echo(f"export {name}={value}")
-        click.echo(f"# sandbox serving on {server.base_url}; Ctrl-C to stop", err=True)
-
-    serve(config, host=args.host, port=args.port, on_ready=announce)
+main.add_command(sandbox)

@@ -25,12 +25,14 @@ from batch.sandbox.jsonapi import MEDIA_TYPE, ApiError, error
 from batch.sandbox.limits import Verdict
 from batch.sandbox.payments import Dropped, create_payment
 from batch.sandbox.reads import list_orders, list_payments, show_order, show_payment
+from batch.sandbox.seed import parse_seed_orders
 from batch.sandbox.state import SANDBOX, Sandbox, document, sandbox_of, too_many
 from batch.sandbox.store import RequestRecord
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 CREATE_ENDPOINT = "POST /api/external_payments"
+_SEED_COLUMNS = frozenset({"id", "status", "number", "payment_method", "payment_source"})
 
 
 def build_app(sandbox: Sandbox) -> web.Application:
@@ -46,6 +48,7 @@ def build_app(sandbox: Sandbox) -> web.Application:
     app.router.add_get("/api/orders/{id}", show_order, allow_head=False)
     app.router.add_get("/_sandbox/payments", control_payments, allow_head=False)
     app.router.add_get("/_sandbox/requests", control_requests, allow_head=False)
+    app.router.add_post("/_sandbox/orders", control_add_order)
     return app
 
 
@@ -176,6 +179,26 @@ async def control_payments(request: web.Request) -> web.Response:
     store = sandbox_of(request).store
     seeded = request.query.get("seeded") in ("1", "true")
     return web.json_response({"payments_by_order": store.payments_by_order(seeded=seeded)})
+
+
+async def control_add_order(request: web.Request) -> web.Response:
+    """POST /_sandbox/orders: seed one order from another process, as add_order() does.
+
+    The body is a seed_orders.csv row as JSON: id, and optionally status (default
+    pending), number, payment_method and payment_source. A bad one answers 400.
+    """
+    try:
+        row = await request.json()
+        if not isinstance(row, dict) or set(row) - _SEED_COLUMNS:
+            raise ValueError(f"an object with keys among {sorted(_SEED_COLUMNS)}")
+        texts = {k: None if v is None else str(v) for k, v in row.items()}
+        [(order_id, seed)] = parse_seed_orders([{"status": "pending", **texts}]).items()
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    order = sandbox_of(request).store.seed_order(order_id, seed)
+    source = order.payment_source
+    body = {"id": order.id, "number": order.number, "payment_source": source and source.as_dict()}
+    return web.json_response(body, status=201)
 
 
 async def control_requests(request: web.Request) -> web.Response:

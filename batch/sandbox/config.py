@@ -141,7 +141,8 @@ class SandboxConfig:
     filter), `number_filter=False` answers 400 to filters on the order number (unconfirmed).
 
     Rate-limit modes, for the facts the API leaves unconfirmed: `count_rejected` logs a
-    refused (429) request in every window it was checked against; `retry_after=False`
+    refused (429) request in every window it was checked against (the /oauth/token one
+    too; a storm's 429s are checked against none); `retry_after=False`
     sends 429s without Retry-After; `ratelimit_headers=False` sends no X-Ratelimit-*;
     `foreign_rate=(n, seconds)` spends the class windows at that steady rate from a task
     inside the sandbox, as another integration on the same IP would.

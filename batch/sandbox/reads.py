@@ -52,7 +52,7 @@ _LIST_PARAMS = frozenset({"page[size]", "page[number]", "include", "sort"})
 _SHOW_PARAMS = frozenset({"include"})
 
 
-class Request:
+class ReadParams:
     """The checked query of one GET: its include paths, sparse fields and raw params."""
 
     def __init__(
@@ -89,7 +89,7 @@ def _field_names(key: str, value: str) -> frozenset[str]:
 
 def _list(
     request: web.Request,
-    query: Request,
+    query: ReadParams,
     found: list[Node],
     sandbox: Sandbox,
 ) -> web.Response:
@@ -107,7 +107,7 @@ def _list(
     return document(200, body)
 
 
-def _show(request: web.Request, query: Request, node: Node, sandbox: Sandbox) -> web.Response:
+def _show(request: web.Request, query: ReadParams, node: Node, sandbox: Sandbox) -> web.Response:
     [data], included = render(
         [node], query.includes, query.fields, base_url(request), sandbox.config.mode
     )
@@ -126,7 +126,7 @@ def _query(sandbox: Sandbox, fields: Mapping[str, Getter[T]], params: dict[str, 
 async def list_payments(request: web.Request) -> web.Response:
     """GET /api/external_payments: every payment matching the filters, orphans included."""
     sandbox = sandbox_of(request)
-    query = Request(request, PAYMENT_INCLUDES, listing=True)
+    query = ReadParams(request, PAYMENT_INCLUDES, listing=True)
     found = _query(sandbox, PAYMENT_FILTERS, query.params).apply(sandbox.store.payments())
     return _list(request, query, [payment_node(p, sandbox.store) for p in found], sandbox)
 
@@ -134,7 +134,7 @@ async def list_payments(request: web.Request) -> web.Response:
 async def list_orders(request: web.Request) -> web.Response:
     """GET /api/orders: orders matching the filters, with their method and active source."""
     sandbox = sandbox_of(request)
-    query = Request(request, ORDER_INCLUDES, listing=True)
+    query = ReadParams(request, ORDER_INCLUDES, listing=True)
     filters = dict(ORDER_FILTERS)
     if not sandbox.config.number_filter:
         del filters["number"]
@@ -177,7 +177,7 @@ def _page_links(
 async def show_payment(request: web.Request) -> web.Response:
     """GET /api/external_payments/{id}."""
     sandbox = sandbox_of(request)
-    query = Request(request, PAYMENT_INCLUDES, listing=False)
+    query = ReadParams(request, PAYMENT_INCLUDES, listing=False)
     payment = sandbox.store.payment(request.match_info["id"])
     if payment is None:
         raise _not_found("external payment", request.match_info["id"])
@@ -187,7 +187,7 @@ async def show_payment(request: web.Request) -> web.Response:
 async def show_order(request: web.Request) -> web.Response:
     """GET /api/orders/{id}, optionally with its payment source and method included."""
     sandbox = sandbox_of(request)
-    query = Request(request, ORDER_INCLUDES, listing=False)
+    query = ReadParams(request, ORDER_INCLUDES, listing=False)
     order = sandbox.store.order(request.match_info["id"])
     if order is None:
         raise _not_found("order", request.match_info["id"])

@@ -112,6 +112,8 @@ class SandboxServer:
         self._thread.start()
         if not self._ready.wait(START_TIMEOUT):
             raise RuntimeError("the sandbox did not start listening in time")
+        if isinstance(self._failure, OSError):
+            raise self._failure  # a busy port or an address it cannot bind: the caller words it
         if self._failure is not None:
             raise RuntimeError(f"the sandbox failed to start: {self._failure}") from self._failure
 

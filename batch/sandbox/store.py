@@ -110,6 +110,7 @@ class Store:
         self._cards: dict[str, CardSource] = {}
         self._requests: list[RequestRecord] = []
         self._foreign = {"accepted": 0, "refused": 0}
+        self._numbers: set[str] = set()  # every order number in use
         self._next_number = FIRST_FREE_NUMBER
         for order_id, seed in orders.items():
             self.seed_order(order_id, seed)
@@ -120,6 +121,7 @@ class Store:
             number = seed.number or self._free_number()
             order = self._orders[order_id] = Order(order_id, number, seed.status)
             order.payment_method = seed.payment_method
+            self._numbers.add(number)
         for token in seed.sources():
             if token is None:
                 self._add_card(order)
@@ -146,11 +148,12 @@ class Store:
         return self.seed_order(order_id, seed)
 
     def _free_number(self) -> str:
-        taken = {order.number for order in self._orders.values()}
-        while str(self._next_number) in taken:
+        """The next number not in use, marked as used; call with the lock held."""
+        while str(self._next_number) in self._numbers:
             self._next_number += 1
-        self._next_number += 1
-        return str(self._next_number - 1)
+        number = str(self._next_number)
+        self._numbers.add(number)
+        return number
 
     def order(self, order_id: str) -> Order | None:
         """The order, created as pending on first sight when orders are open."""
@@ -171,12 +174,13 @@ class Store:
         if not self._open_orders:
             return
         with self._lock:
-            known = {order.number for order in self._orders.values()}
             for number in numbers:
-                if number and number not in known:
+                if number and number not in self._numbers:
                     order_id = new_id()
+                    while order_id in self._orders:
+                        order_id = new_id()
                     self._orders[order_id] = Order(order_id, number, "pending")
-                    known.add(number)
+                    self._numbers.add(number)
 
     def add_payment(
         self, order: Order, token: str, attributes: Mapping[str, Any], *, seeded: bool = False
