@@ -126,7 +126,7 @@ async def run_payments(
     with StateLock(options.state_path, started_at=_iso(started)):
         journal = AsyncJournal(Journal.open(options.state_path))
         try:
-            await journal.read(
+            await journal.write(
                 lambda j: j.begin_run(
                     run_id,
                     pid=os.getpid(),
@@ -174,7 +174,7 @@ async def run_payments(
                 if sending.exit_code is not None
                 else exit_code_for(counts, errors)
             )
-            await journal.read(
+            await journal.write(
                 lambda j: j.finish_run(run_id, finished_at=_iso(now()), exit_code=exit_code)
             )
         finally:
@@ -246,7 +246,9 @@ async def _send_all(
         if options.sandbox
         else ""
     )
-    await journal.read(partial(Journal.bind, api_host=api_config.api_host, environment=environment))
+    await journal.write(
+        partial(Journal.bind, api_host=api_config.api_host, environment=environment)
+    )
     total_rows = input_file.count()
     progress.start(total_rows)
     with Shutdown() as shutdown:
