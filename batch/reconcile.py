@@ -21,6 +21,7 @@ from batch.connection import connect
 from batch.errors import StateError
 from batch.journal import Journal, Record, RowState, binding
 from batch.report import write_table
+from batch.statefile import data_dir, locate
 
 log = logging.getLogger(__name__)
 
@@ -114,30 +115,29 @@ class ReconcileResult:
 
 
 def reconcile_state(
-    state_path: Path,
+    state_path: Path | None,
     api_config: ApiConfig,
     *,
     report_path: Path,
+    state_dir: Path | None = None,
     client: HttpClient | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     on_secret: Callable[[str], None] = lambda _secret: None,
 ) -> ReconcileResult:
-    """Audit every created order of the state file and write the findings, one row each."""
-    if not state_path.exists():
+    """Audit every created order of the state file and write the findings, one row each.
+
+    Without `state_path`, the state file is the run's default for the credentials'
+    organization and environment (see `statefile.locate`).
+    """
+    if state_path is not None and not state_path.exists():
         raise StateError(f"{state_path}: no such state file")
-    journal = Journal.open(state_path)
-    try:
-        records = journal.records([RowState.CREATED])
-        bound_to = journal.bound_to()
-    finally:
-        journal.close()
     on_secret(api_config.client_secret.reveal())
     checks = eventloop.run(
         _audit_online(
-            records,
+            state_path,
             api_config,
-            bound_to=bound_to,
+            state_dir=state_dir,
             client=client,
             clock=clock,
             sleep=sleep,
@@ -165,10 +165,10 @@ def reconcile_state(
 
 
 async def _audit_online(
-    records: list[Record],
+    state_path: Path | None,
     api_config: ApiConfig,
     *,
-    bound_to: str | None,
+    state_dir: Path | None,
     client: HttpClient | None,
     clock: Callable[[], float],
     sleep: Callable[[float], Awaitable[None]],
@@ -181,6 +181,21 @@ async def _audit_online(
         conn = await connect(
             client, api_config, windows=(), clock=clock, sleep=sleep, on_secret=on_secret
         )
+        if state_path is None:
+            state_path = locate(
+                api_host=api_config.api_host,
+                environment=conn.environment,
+                chosen=None,
+                directory=state_dir or data_dir(),
+            ).path
+            if not state_path.exists():
+                raise StateError(f"{state_path}: no such state file")
+        journal = Journal.open(state_path)
+        try:
+            records = journal.records([RowState.CREATED])
+            bound_to = journal.bound_to()
+        finally:
+            journal.close()
         here = binding(api_config.api_host, conn.environment)
         if bound_to is not None and bound_to != here:
             raise StateError(f"the state file holds the payments of {bound_to}, not {here}")

@@ -30,7 +30,6 @@ from batch.config import (
     DEFAULT_FAIL_FAST_AFTER,
     DEFAULT_GRACE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_STATE_PATH,
     DEFAULT_TIMEOUT,
     ApiConfig,
     RunOptions,
@@ -42,6 +41,7 @@ from batch.progress import NullProgress, Progress
 from batch.ratelimit import parse_window
 from batch.reconcile import reconcile_state
 from batch.runner import RunResult, new_run_id, run_payments, validate_file
+from batch.statefile import HOME_VARIABLE, STATE_VARIABLE, data_dir
 
 log = logging.getLogger("batch.cli")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -161,10 +161,12 @@ def _logging(run_id: str, log_format: str, quiet: bool, verbose: bool) -> str:
     return run_id
 
 
-def _summary(result: RunResult) -> None:
+def _summary(result: RunResult, *, state_kept: bool = True) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     total = sum(result.counts.values())
     _say(f"{total} rows: {counts or 'none'}")
+    if result.state_path is not None:
+        _say(f"state: {result.state_path}" if state_kept else "state: thrown away (sandbox)")
     if result.paths is not None:
         _say(f"report: {result.paths.csv}")
         if result.paths.xlsx is not None:
@@ -197,9 +199,11 @@ def main() -> None:
     "--state",
     "state_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_STATE_PATH,
-    show_default=True,
-    help="The run's state file: what was sent and what came back, for exactly-once reruns.",
+    envvar=STATE_VARIABLE,
+    show_envvar=True,
+    help="The run's state file: what was sent and what came back, for exactly-once reruns. "
+    f"Default: <org>-<environment>.sqlite in ${HOME_VARIABLE}, or else in the user's data "
+    "directory (~/.local/share/paybatch on Linux, %LOCALAPPDATA%\\paybatch on Windows).",
 )
 @click.option(
     "--concurrency",
@@ -275,7 +279,7 @@ def run(
     verbose: bool,
     columns: dict[str, str],
     sheet: str | None,
-    state_path: Path,
+    state_path: Path | None,
     concurrency: int | None,
     rate_limits: tuple[str, ...],
     timeout: float,
@@ -306,6 +310,7 @@ def run(
             input_path=input_path,
             report_path=report_path,
             state_path=state_path,
+            state_dir=data_dir(os.environ),
             concurrency=concurrency,
             rate_limits=rate_limits,
             timeout=timeout,
@@ -323,13 +328,13 @@ def run(
             api_config = stack.enter_context(_api_config(sandbox))
             state_given = (
                 click.get_current_context().get_parameter_source("state_path")
-                is not click.core.ParameterSource.DEFAULT
+                is click.core.ParameterSource.COMMANDLINE
             )
             if sandbox and not state_given:
                 # Sandbox payments must never reach the real state file: a later live run
-                # would take them for orders already paid.
+                # would take them for orders already paid. $PAYBATCH_STATE does not count.
                 scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-                options = replace(options, state_path=scratch / "sandbox.sqlite")
+                options = replace(options, state_path=scratch / "sandbox.sqlite", state_dir=scratch)
             result = eventloop.run(
                 run_payments(
                     options,
@@ -339,7 +344,7 @@ def run(
                     run_id=run_id,
                 )
             )
-        _summary(result)
+        _summary(result, state_kept=state_given or not sandbox)
         sys.exit(result.exit_code)
 
 
@@ -400,9 +405,9 @@ def validate(
     "--state",
     "state_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_STATE_PATH,
-    show_default=True,
-    help="The state file whose created payments to audit.",
+    envvar=STATE_VARIABLE,
+    show_envvar=True,
+    help="The state file whose created payments to audit (default: the run's).",
 )
 @click.option(
     "--report",
@@ -412,7 +417,7 @@ def validate(
 )
 @log_options
 def reconcile(
-    state_path: Path, report_path: Path | None, log_format: str, quiet: bool, verbose: bool
+    state_path: Path | None, report_path: Path | None, log_format: str, quiet: bool, verbose: bool
 ) -> None:
     """Audit every payment the state file records as created against the server.
 
@@ -427,6 +432,7 @@ def reconcile(
             state_path,
             ApiConfig.from_env(os.environ),
             report_path=path,
+            state_dir=data_dir(os.environ),
             on_secret=register_secret,
         )
         _say(f"{result.checked} created payments checked, {result.mismatched} mismatched")
