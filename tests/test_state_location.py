@@ -133,8 +133,9 @@ def test_the_summary_sheet_says_where_the_state_is(
     args = ["run", str(orders_csv(tmp_path, ["A1"])), "--report", str(report), "-q"]
     result = CliRunner().invoke(main, args, env=sandbox.env())
     assert result.exit_code == 0, result.stderr
-    sheet = openpyxl.load_workbook(report.with_suffix(".xlsx"), read_only=True)["Summary"]
-    summary = {r[0]: r[1] for r in sheet.iter_rows(values_only=True) if r and r[0]}
+    book = openpyxl.load_workbook(report.with_suffix(".xlsx"), read_only=True)
+    summary = {r[0]: r[1] for r in book["Summary"].iter_rows(values_only=True) if r and r[0]}
+    book.close()
     assert summary["state_file"] == str(default_state(sandbox, paybatch_home).path)
 
 
@@ -184,3 +185,14 @@ def test_an_earlier_versions_state_of_another_organization_is_ignored(
     db = sqlite3.connect(legacy)
     assert db.execute("SELECT count(*) FROM payments").fetchone()[0] == 0  # left untouched
     db.close()
+
+
+def test_reconcile_finds_the_runs_default_state(
+    sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _run(orders_csv(tmp_path, ["A1", "A2"]), sandbox.env()).exit_code == 0
+    report = tmp_path / "audit.csv"
+    result = CliRunner().invoke(main, ["reconcile", "--report", str(report)], env=sandbox.env())
+    assert result.exit_code == 0, result.stderr
+    assert "2 created payments checked, 0 mismatched" in result.stderr

@@ -4,7 +4,7 @@ Exit codes:
   0    every row created or already created
   1    some rows not created (failed, invalid, duplicate, not_attempted)
   2    usage, configuration or input-file problem
-  3    another run holds the state file's lock
+  3    another run holds the lock of this organization and environment
   4    authentication or configuration refused by the API
   130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
 """
@@ -51,7 +51,7 @@ Exit codes:
   0    every row created or already created
   1    some rows not created (failed, invalid, duplicate, not_attempted)
   2    usage, configuration or input-file problem
-  3    another run holds the state file's lock
+  3    another run holds the lock of this organization and environment
   4    authentication or configuration refused by the API
   130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
 """
