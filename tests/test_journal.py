@@ -1,6 +1,7 @@
 """The state file: transitions, plans, durability of 'sending', and group commit."""
 
 import asyncio
+import os
 import sqlite3
 from pathlib import Path
 
@@ -292,3 +293,16 @@ def test_an_unwritable_state_directory_is_one_clear_error(tmp_path: Path) -> Non
     blocker.write_text("x")
     with pytest.raises(StateError, match="cannot create the directory"):
         Journal.open(blocker / "sub" / "state.sqlite")
+
+
+def test_a_hard_linked_state_file_opens_and_shares_its_rows(tmp_path: Path) -> None:
+    first = Journal.open(tmp_path / "a.sqlite")
+    admit(first, row("ORD1"))
+    first.close()
+    os.link(tmp_path / "a.sqlite", tmp_path / "b.sqlite")
+    journal = Journal.open(tmp_path / "b.sqlite")
+    try:
+        assert admit(journal, row("ORD1"), run="run2") is Plan.SEND  # pending: sent again
+        assert journal.get("ORD1") is not None
+    finally:
+        journal.close()

@@ -14,7 +14,7 @@ import platformdirs
 import pytest
 from click.testing import CliRunner, Result
 from conftest import default_state
-from e2e import orders_csv, read_report
+from e2e import ROOT, orders_csv, read_report
 
 from batch.cli import main
 from batch.journal import Journal
@@ -196,3 +196,18 @@ def test_reconcile_finds_the_runs_default_state(
     result = CliRunner().invoke(main, ["reconcile", "--report", str(report)], env=sandbox.env())
     assert result.exit_code == 0, result.stderr
     assert "2 created payments checked, 0 mismatched" in result.stderr
+
+
+def test_a_sandbox_run_ignores_paybatch_state(tmp_path: Path, paybatch_home: Path) -> None:
+    """$PAYBATCH_STATE may name the live state file: sandbox payments must never reach it."""
+    live = tmp_path / "live.sqlite"
+    source = tmp_path / "few.csv"
+    lines = (ROOT / "sample_data" / "orders.csv").read_text(encoding="utf-8").splitlines()
+    source.write_text("\n".join(lines[:3]) + "\n", encoding="utf-8")
+    result = _run(
+        source, {"PAYBATCH_STATE": str(live)}, "--sandbox", "--report", str(tmp_path / "r.csv")
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "state: thrown away (sandbox)" in result.stderr
+    assert not live.exists()
+    assert list(paybatch_home.iterdir()) == []
