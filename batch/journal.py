@@ -202,6 +202,18 @@ class Journal:
             (finished_at, exit_code, run_id),
         )
 
+    def end_abandoned_runs(self, *, host: str, finished_at: str) -> int:
+        """Mark the runs of `host` that never finished as ended, with no exit code.
+
+        Call it holding the lock: on this host no other run can be alive, so these died
+        (kill -9, power cut), and the lock's next refusal must not name them as holders.
+        """
+        cursor = self._db.execute(
+            "UPDATE runs SET finished_at = ? WHERE finished_at IS NULL AND host IN (?, '')",
+            (finished_at, host),
+        )
+        return cursor.rowcount
+
     # reads
 
     def get(self, order_id: str) -> Record | None:

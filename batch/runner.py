@@ -243,12 +243,18 @@ def _begin(
     input_path: Path,
     input_sha256: str,
 ) -> None:
-    """Check the state file belongs to this organization and environment; record the run."""
+    """Check the state file belongs to this organization and environment; record the run.
+
+    Runs under the lock, so any run of this host still open in the file is a dead one.
+    """
     journal.bind(api_host=api_host, environment=environment)
+    host = socket.gethostname()
+    if abandoned := journal.end_abandoned_runs(host=host, finished_at=started_at):
+        log.info("earlier runs that never finished marked ended", extra={"runs": abandoned})
     journal.begin_run(
         run_id,
         pid=os.getpid(),
-        host=socket.gethostname(),
+        host=host,
         started_at=started_at,
         input_path=str(input_path),
         input_sha256=input_sha256,

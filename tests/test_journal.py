@@ -306,3 +306,16 @@ def test_a_hard_linked_state_file_opens_and_shares_its_rows(tmp_path: Path) -> N
         assert journal.get("ORD1") is not None
     finally:
         journal.close()
+
+
+def test_runs_of_this_host_left_open_by_a_crash_are_ended(journal: Journal) -> None:
+    for run, host in [("dead", "here"), ("other-machine", "there"), ("from-v1", "")]:
+        journal.begin_run(run, pid=1, host=host, started_at="T", input_path="i", input_sha256="s")
+    journal.begin_run("done", pid=2, host="here", started_at="T", input_path="i", input_sha256="s")
+    journal.finish_run("done", finished_at="T2", exit_code=0)
+    assert journal.end_abandoned_runs(host="here", finished_at="T3") == 2
+    assert [r.run_id for r in statedb.unfinished_runs(journal.path)] == ["other-machine"]
+    db = sqlite3.connect(journal.path)
+    ended = dict(db.execute("SELECT run_id, exit_code FROM runs WHERE finished_at = 'T3'"))
+    db.close()
+    assert ended == {"dead": None, "from-v1": None}  # no exit code: they died
