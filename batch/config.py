@@ -12,7 +12,6 @@ from batch.errors import InsecureURLError, UsageError
 
 DEFAULT_AUTH_URL = "https://auth.commercelayer.io/oauth/token"
 DEFAULT_TIMEOUT = 30.0
-DEFAULT_STATE_PATH = Path("reports/paybatch.sqlite")
 DEFAULT_MAX_ATTEMPTS = 5
 DEFAULT_FAIL_FAST_AFTER = 20
 DEFAULT_GRACE_SECONDS = 10.0
@@ -106,7 +105,8 @@ class RunOptions:
 
     input_path: Path
     report_path: Path | None = None
-    state_path: Path = DEFAULT_STATE_PATH
+    state_path: Path | None = None  # None: <state_dir>/<org>-<environment>.sqlite
+    state_dir: Path | None = None  # None: statefile.data_dir(); also where the lock lives
     concurrency: int | None = None
     rate_limits: tuple[str, ...] = ()
     timeout: float = DEFAULT_TIMEOUT

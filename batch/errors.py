@@ -4,11 +4,11 @@
     ├── UsageError                bad option or configuration (exit 2)
     │   └── InsecureURLError      http:// for a non-loopback host
     ├── InputFileError            the input file as a whole is unusable (exit 2)
-    ├── LockHeldError             another run holds the state file's lock (exit 3)
+    ├── LockHeldError             another run works this organization and environment (exit 3)
     ├── AuthRefusedError          the API refused our credentials or configuration (exit 4)
     ├── auth.TokenUnavailableError  the token endpoint stayed unreachable (exit 1)
     ├── api.LookupFailedError     a lookup could not be completed (exit 1)
-    ├── StateError                the state file is unusable or of another version (exit 2)
+    ├── StateError                the state file is unusable or of a newer version (exit 2)
     └── InterruptedRun            SIGINT/SIGTERM stopped the run (exit 130 / 143)
 
 Messages never contain secrets: the client secret and bearer tokens are never
@@ -41,13 +41,13 @@ class InputFileError(PaybatchError):
 
 
 class StateError(PaybatchError):
-    """The state file cannot be opened or belongs to an incompatible version."""
+    """The state file cannot be opened, is not a paybatch state file, or is of a newer version."""
 
     exit_code = 2
 
 
 class LockHeldError(PaybatchError):
-    """Another run holds the lock on the state file."""
+    """Another run holds the lock of this organization and environment."""
 
     exit_code = 3
 

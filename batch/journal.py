@@ -22,46 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from batch import statedb
 from batch.errors import StateError
 from batch.rows import InputRow, token_hash
 
-SCHEMA_VERSION = "1"
 _T = TypeVar("_T")
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    pid INTEGER NOT NULL,
-    started_at TEXT NOT NULL,
-    finished_at TEXT,
-    input_path TEXT NOT NULL,
-    input_sha256 TEXT NOT NULL,
-    exit_code INTEGER
-);
-CREATE TABLE IF NOT EXISTS payments (
-    order_id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    payment_id TEXT,
-    http_status INTEGER,
-    error_code TEXT NOT NULL DEFAULT '',
-    error_detail TEXT NOT NULL DEFAULT '',
-    attempts INTEGER NOT NULL DEFAULT 0,
-    fingerprint TEXT NOT NULL,
-    token_sha256 TEXT NOT NULL,
-    input_sha256 TEXT NOT NULL,
-    row_number INTEGER NOT NULL,
-    run_id TEXT NOT NULL,
-    sent_run_id TEXT,
-    created_run_id TEXT,
-    sent_at REAL,
-    sent_timeout REAL,
-    flag TEXT NOT NULL DEFAULT '',
-    first_seen_at REAL NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS payments_state ON payments (state);
-"""
 
 
 class RowState(enum.StrEnum):
@@ -173,13 +138,6 @@ def plan_for(record: Record | None, row: InputRow) -> Plan:
     return Plan.SEND
 
 
-def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """Columns added since the first schema, added in place to an older file."""
-    have = {row[1] for row in db.execute("PRAGMA table_info(payments)")}
-    if "sent_timeout" not in have:
-        db.execute("ALTER TABLE payments ADD COLUMN sent_timeout REAL")
-
-
 class Journal:
     """Synchronous access to the state file; one connection, used from one thread at a time."""
 
@@ -189,25 +147,8 @@ class Journal:
 
     @classmethod
     def open(cls, path: Path) -> Journal:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(SCHEMA)
-            _add_missing_columns(db)
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None:
-                db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
-            elif row[0] != SCHEMA_VERSION:
-                raise StateError(
-                    f"{path}: state file has schema version {row[0]}, "
-                    f"this paybatch needs {SCHEMA_VERSION}"
-                )
-        except sqlite3.DatabaseError as exc:
-            raise StateError(f"{path}: not a usable paybatch state file ({exc})") from None
-        return cls(db, path)
+        """Open (or create) the state file; see `statedb.connect`."""
+        return cls(statedb.connect(path), path)
 
     def close(self) -> None:
         self._db.close()
@@ -247,12 +188,19 @@ class Journal:
     # runs
 
     def begin_run(
-        self, run_id: str, *, pid: int, started_at: str, input_path: str, input_sha256: str
+        self,
+        run_id: str,
+        *,
+        pid: int,
+        started_at: str,
+        input_path: str,
+        input_sha256: str,
+        host: str = "",
     ) -> None:
         self._db.execute(
-            "INSERT INTO runs (run_id, pid, started_at, input_path, input_sha256) "
-            "VALUES (?, ?, ?, ?, ?)",
-            (run_id, pid, started_at, input_path, input_sha256),
+            "INSERT INTO runs (run_id, pid, host, started_at, input_path, input_sha256) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, pid, host, started_at, input_path, input_sha256),
         )
 
     def finish_run(self, run_id: str, *, finished_at: str, exit_code: int) -> None:
@@ -260,6 +208,18 @@ class Journal:
             "UPDATE runs SET finished_at = ?, exit_code = ? WHERE run_id = ?",
             (finished_at, exit_code, run_id),
         )
+
+    def end_abandoned_runs(self, *, host: str, finished_at: str) -> int:
+        """Mark the runs of `host` that never finished as ended, with no exit code.
+
+        Call it holding the lock: on this host no other run can be alive, so these died
+        (kill -9, power cut), and the lock's next refusal must not name them as holders.
+        """
+        cursor = self._db.execute(
+            "UPDATE runs SET finished_at = ? WHERE finished_at IS NULL AND host IN (?, '')",
+            (finished_at, host),
+        )
+        return cursor.rowcount
 
     # reads
 

@@ -1,53 +1,55 @@
-"""One run at a time per state file: an OS file lock that dies with its process."""
+"""One run at a time per organization and environment: an OS file lock that dies with its process.
+
+`filelock` takes the operating system's own lock (flock on Unix, LockFileEx on Windows),
+which is dropped when the holder's handle closes, on every kind of process death, `kill -9`
+included. The lock file itself holds nothing: the holder's PID and start time are read
+from the `runs` table of the state files it may be using.
+"""
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
+import socket
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from batch.errors import LockHeldError
+from filelock import FileLock, Timeout
 
-
-def lock_path_for(state_path: Path) -> Path:
-    return state_path.with_name(state_path.name + ".lock")
+from batch.errors import LockHeldError, StateError
+from batch.statedb import unfinished_runs
 
 
 class StateLock:
-    """An exclusive `flock` on `<state>.lock`, naming its holder's PID and start time.
+    """An exclusive lock on `path`; a second taker gets LockHeldError naming the holder."""
 
-    The kernel drops the lock when the holder's file descriptor closes, which happens
-    on every kind of process death, `kill -9` included.
-    """
-
-    def __init__(self, state_path: Path, *, started_at: str) -> None:
-        self.path = lock_path_for(state_path)
-        self._started_at = started_at
-        self._fd: int | None = None
+    def __init__(self, path: Path, *, state_files: Sequence[Path] = ()) -> None:
+        self.path = path
+        self._state_files = tuple(dict.fromkeys(state_files))
+        self._lock = FileLock(path, timeout=0, thread_local=False)
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()
+        except Timeout:
             raise LockHeldError(
-                f"another paybatch run holds {self.path} ({holder}); "
+                f"another paybatch run holds {self.path} ({self.holder()}); "
                 "wait for it to finish, or check that it is still alive"
             ) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps({"pid": os.getpid(), "started_at": self._started_at}).encode())
-        os.fsync(fd)
-        self._fd = fd
+        except OSError as exc:
+            raise StateError(f"{self.path}: cannot take the lock ({exc.strerror or exc})") from None
+
+    def holder(self) -> str:
+        """`PID 4242, started 2026-11-25T01:02:03Z`: the newest run that never finished."""
+        runs = [run for path in self._state_files for run in unfinished_runs(path)]
+        if not runs:
+            return "holder unknown"
+        newest = max(runs, key=lambda run: run.started_at)
+        where = f" on {newest.host}" if newest.host and newest.host != socket.gethostname() else ""
+        return f"PID {newest.pid}{where}, started {newest.started_at}"
 
     def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._lock.release()
 
     def __enter__(self) -> StateLock:
         self.acquire()
@@ -60,11 +62,3 @@ class StateLock:
         tb: TracebackType | None,
     ) -> None:
         self.release()
-
-
-def _read_holder(fd: int) -> str:
-    try:
-        data = json.loads(os.pread(fd, 4096, 0) or b"{}")
-        return f"PID {data['pid']}, started {data['started_at']}"
-    except (ValueError, KeyError, TypeError, OSError):
-        return "holder unknown"

@@ -23,6 +23,7 @@ from batch.journal import Journal, Record, RowState
 from batch.policy import FLAG_CODES, VERDICTS, Finding, OrderView, finding_for
 from batch.report import ReportPaths, ReportWriter, RunInfo, default_report_path
 from batch.rows import InputRow, ReportRow, RowStatus, token_hash
+from batch.statefile import data_dir, locate
 
 
 async def preview_file(
@@ -38,7 +39,6 @@ async def preview_file(
     started = now()
     input_file = open_input(options.input_path, sheet=options.sheet, columns=dict(options.columns))
     path = options.report_path or default_report_path(options.input_path, started)
-    records = _known(options.state_path)
     owned = client is None
     http = open_client(timeout=options.timeout, concurrency=4) if client is None else client
     try:
@@ -50,6 +50,13 @@ async def preview_file(
             sleep=asyncio.sleep,
             on_secret=on_secret,
         )
+        state = locate(
+            api_host=api_config.api_host,
+            environment=conn.environment,
+            chosen=options.state_path,
+            directory=options.state_dir or data_dir(),
+        )
+        records = _known(state.path)
         with ReportWriter(path, extra_headers=input_file.extra_headers, xlsx=options.xlsx) as out:
             batch: list[InputRow] = []
             for row in input_file.rows():

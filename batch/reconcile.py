@@ -27,6 +27,7 @@ from batch.journal import Journal, RowState, binding
 from batch.policy import Finding, OrderView, finding_for, payment_of
 from batch.report import write_table
 from batch.rows import token_hash
+from batch.statefile import data_dir, locate
 
 log = logging.getLogger(__name__)
 
@@ -117,31 +118,44 @@ async def audit(api: CommerceLayer, checks: Sequence[Check]) -> list[list[str | 
 
 
 def reconcile_state(
-    state_path: Path,
+    state_path: Path | None,
     api_config: ApiConfig,
     *,
     report_path: Path,
+    state_dir: Path | None = None,
     client: HttpClient | None = None,
     on_secret: Callable[[str], None] = lambda _secret: None,
 ) -> ReconcileResult:
-    """Audit every order the state file records as created."""
-    if not state_path.exists():
+    """Audit every order the state file records as created.
+
+    Without `state_path`, the state file is the run's default for the credentials'
+    organization and environment (see `statefile.locate`).
+    """
+    if state_path is not None and not state_path.exists():
         raise StateError(f"{state_path}: no such state file")
-    journal = Journal.open(state_path)
-    try:
-        records = journal.records([RowState.CREATED])
-        bound_to = journal.bound_to()
-    finally:
-        journal.close()
-    checks = [Check(r.row_number, r.order_id, r.token_sha256, r.payment_id) for r in records]
-    return _reconcile(
-        checks,
-        api_config,
-        bound_to=bound_to,
-        report_path=report_path,
-        client=client,
-        on_secret=on_secret,
-    )
+
+    def load(environment: str) -> tuple[list[Check], str | None]:
+        path = (
+            state_path
+            or locate(
+                api_host=api_config.api_host,
+                environment=environment,
+                chosen=None,
+                directory=state_dir or data_dir(),
+            ).path
+        )
+        if not path.exists():
+            raise StateError(f"{path}: no such state file")
+        journal = Journal.open(path)
+        try:
+            records = journal.records([RowState.CREATED])
+            bound_to = journal.bound_to()
+        finally:
+            journal.close()
+        checks = [Check(r.row_number, r.order_id, r.token_sha256, r.payment_id) for r in records]
+        return checks, bound_to
+
+    return _reconcile(load, api_config, report_path=report_path, client=client, on_secret=on_secret)
 
 
 def reconcile_input(
@@ -162,9 +176,8 @@ def reconcile_input(
         if row.problem is None
     ]
     return _reconcile(
-        checks,
+        lambda _environment: (checks, None),
         api_config,
-        bound_to=None,
         report_path=report_path,
         client=client,
         on_secret=on_secret,
@@ -172,10 +185,9 @@ def reconcile_input(
 
 
 def _reconcile(
-    checks: list[Check],
+    load: Callable[[str], tuple[list[Check], str | None]],
     api_config: ApiConfig,
     *,
-    bound_to: str | None,
     report_path: Path,
     client: HttpClient | None,
     on_secret: Callable[[str], None],
@@ -194,6 +206,7 @@ def _reconcile(
                 sleep=asyncio.sleep,
                 on_secret=on_secret,
             )
+            checks, bound_to = load(conn.environment)
             here = binding(api_config.api_host, conn.environment)
             if bound_to is not None and bound_to != here:
                 raise StateError(f"the state file holds the payments of {bound_to}, not {here}")

@@ -1,11 +1,12 @@
 """One `paybatch run` (and `validate`): lock, send exactly once, report.
 
     cli → runner → payment_run → feeder, sender, settler, tuning → (api, ratelimit, journal)
-             └──→ (inputs, connection, outcomes, report, lock, shutdown)
+             └──→ (inputs, connection, outcomes, preview, report, statefile, lock, shutdown)
 
-The runner owns the run's life: it opens the input, takes the state file's lock, fetches
-the first token, hands the rows to `PaymentRun`, and rebuilds the report from the input
-and the journal once sending is over (or was stopped).
+The runner owns the run's life: it opens the input, fetches the first token (which says
+the environment), takes the lock of that organization and environment, opens its state
+file (see `statefile`), hands the rows to `PaymentRun`, and rebuilds the report from the
+input and the journal once sending is over (or was stopped).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 import uuid
 from collections import Counter
@@ -29,7 +31,7 @@ from batch.api import (
 )
 from batch.auth import TokenUnavailableError
 from batch.config import ApiConfig, RunOptions
-from batch.connection import connect
+from batch.connection import Connection, connect
 from batch.errors import AuthRefusedError, InterruptedRun
 from batch.inputs import InputFile, open_input
 from batch.journal import AsyncJournal, Journal
@@ -40,7 +42,6 @@ from batch.policy import FLAG_CODES
 from batch.preview import exit_code_of_preview, preview_file
 from batch.progress import NullProgress, Progress
 from batch.ratelimit import (
-    Window,
     parse_window,
 )
 from batch.report import (
@@ -54,6 +55,7 @@ from batch.report import (
 from batch.rows import InputRow, ReportRow, RowStatus
 from batch.run_context import Clock, RunContext, Sleep
 from batch.shutdown import Shutdown
+from batch.statefile import data_dir, locate
 from batch.tuning import MAX_WORKERS
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class RunResult:
     counts: dict[str, int]
     paths: ReportPaths | None
     message: str = ""
+    state_path: Path | None = None  # None: the run stopped before it knew its state file
 
 
 def new_run_id(now: datetime) -> str:
@@ -119,89 +122,143 @@ async def run_payments(
     input_file = open_input(options.input_path, sheet=options.sheet, columns=dict(options.columns))
     report_path = options.report_path or default_report_path(options.input_path, started)
     on_secret(api_config.client_secret.reveal())
-    log.info(
-        "run started",
-        extra={"input": str(options.input_path), "state": str(options.state_path)},
-    )
-    with StateLock(options.state_path, started_at=_iso(started)):
-        journal = AsyncJournal(Journal.open(options.state_path))
+    log.info("run started", extra={"input": str(options.input_path)})
+
+    async def finish(journal: AsyncJournal | None, state: Path | None, sent: _Sent) -> _Finished:
+        info = RunInfo(
+            run_id=run_id,
+            started_at=started,
+            finished_at=now(),
+            input_path=options.input_path,
+            input_sha256=input_file.sha256,
+            environment=sent.environment,
+            api_host=api_config.api_host,
+            state_file=state,
+        )
+        paths, counts, errors = await _write_report(
+            input_file, journal, run_id, report_path, xlsx=options.xlsx, info=info
+        )
+        code = sent.exit_code if sent.exit_code is not None else exit_code_for(counts, errors)
+        if journal is not None:
+            await journal.write(
+                lambda j: j.finish_run(run_id, finished_at=_iso(now()), exit_code=code)
+            )
+        return _Finished(sent, info, paths, counts, errors, code, state)
+
+    owned = None
+    if client is None:
+        width = options.concurrency or MAX_WORKERS
+        client = owned = open_client(timeout=options.timeout, concurrency=width)
+    try:
         try:
-            await journal.write(
-                lambda j: j.begin_run(
-                    run_id,
-                    pid=os.getpid(),
-                    started_at=_iso(started),
-                    input_path=str(options.input_path),
-                    input_sha256=input_file.sha256,
-                )
+            # The token comes first: the state file and its lock are per environment,
+            # and only the token says which environment the credentials belong to.
+            conn = await connect(
+                client,
+                api_config,
+                windows=configured,
+                clock=clock,
+                sleep=sleep,
+                on_secret=on_secret,
             )
-            owned = None
-            if client is None:
-                width = options.concurrency or MAX_WORKERS
-                client = owned = open_client(timeout=options.timeout, concurrency=width)
-            try:
-                sending = await _send_all(
-                    run_id=run_id,
-                    input_file=input_file,
-                    journal=journal,
-                    api_config=api_config,
-                    client=client,
-                    options=options,
-                    configured=configured,
-                    clock=clock,
-                    sleep=sleep,
-                    wall=wall,
-                    progress=progress,
-                    on_secret=on_secret,
-                )
-            finally:
-                if owned is not None:
-                    await owned.aclose()
-            info = RunInfo(
-                run_id=run_id,
-                started_at=started,
-                finished_at=now(),
-                input_path=options.input_path,
-                input_sha256=input_file.sha256,
-                environment=sending.environment,
+        except (AuthRefusedError, TokenUnavailableError) as exc:
+            refused = _Sent(environment="unknown", exit_code=exc.exit_code, message=str(exc))
+            done = await finish(None, None, refused)
+        else:
+            location = locate(
                 api_host=api_config.api_host,
+                environment=conn.environment,
+                chosen=options.state_path,
+                directory=options.state_dir or data_dir(),
             )
-            paths, counts, errors = await _write_report(
-                input_file, journal, run_id, report_path, xlsx=options.xlsx, info=info
-            )
-            exit_code = (
-                sending.exit_code
-                if sending.exit_code is not None
-                else exit_code_for(counts, errors)
-            )
-            await journal.write(
-                lambda j: j.finish_run(run_id, finished_at=_iso(now()), exit_code=exit_code)
-            )
-        finally:
-            journal.close()
-            progress.close()
+            log.info("state file", extra={"state": str(location.path)})
+            with StateLock(location.lock_path, state_files=(location.path, location.default)):
+                journal = AsyncJournal(Journal.open(location.path))
+                try:
+                    await journal.write(
+                        partial(
+                            _begin,
+                            run_id=run_id,
+                            api_host=api_config.api_host,
+                            environment=conn.environment,
+                            started_at=_iso(started),
+                            input_path=options.input_path,
+                            input_sha256=input_file.sha256,
+                        )
+                    )
+                    sent = await _send_all(
+                        run_id=run_id,
+                        input_file=input_file,
+                        journal=journal,
+                        conn=conn,
+                        options=options,
+                        clock=clock,
+                        sleep=sleep,
+                        wall=wall,
+                        progress=progress,
+                    )
+                    done = await finish(journal, location.path, sent)
+                finally:
+                    journal.close()
+    finally:
+        if owned is not None:
+            await owned.aclose()
+        progress.close()
     if options.summary_json is not None:
         write_summary_json(
             options.summary_json,
             RunSummary.from_run(
-                info,
-                exit_code=exit_code,
-                counts=dict(counts),
-                error_counts=dict(errors),
-                report=paths,
-                requests=sending.requests,
+                done.info,
+                exit_code=done.exit_code,
+                counts=dict(done.counts),
+                error_counts=dict(done.errors),
+                report=done.paths,
+                requests=done.sent.requests,
             ),
         )
     log.info(
         "run finished",
-        extra={"exit_code": exit_code, "counts": dict(counts), "report": str(paths.csv)},
+        extra={
+            "exit_code": done.exit_code,
+            "counts": dict(done.counts),
+            "report": str(done.paths.csv),
+        },
     )
     return RunResult(
         run_id=run_id,
-        exit_code=exit_code,
-        counts=dict(counts),
-        paths=paths,
-        message=sending.message,
+        exit_code=done.exit_code,
+        counts=dict(done.counts),
+        paths=done.paths,
+        message=done.sent.message,
+        state_path=done.state_path,
+    )
+
+
+def _begin(
+    journal: Journal,
+    *,
+    run_id: str,
+    api_host: str,
+    environment: str,
+    started_at: str,
+    input_path: Path,
+    input_sha256: str,
+) -> None:
+    """Check the state file belongs to this organization and environment; record the run.
+
+    Runs under the lock, so any run of this host still open in the file is a dead one.
+    """
+    journal.bind(api_host=api_host, environment=environment)
+    host = socket.gethostname()
+    if abandoned := journal.end_abandoned_runs(host=host, finished_at=started_at):
+        log.info("earlier runs that never finished marked ended", extra={"runs": abandoned})
+    journal.begin_run(
+        run_id,
+        pid=os.getpid(),
+        host=host,
+        started_at=started_at,
+        input_path=str(input_path),
+        input_sha256=input_sha256,
     )
 
 
@@ -213,32 +270,29 @@ class _Sent:
     requests: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Finished:
+    sent: _Sent
+    info: RunInfo
+    paths: ReportPaths
+    counts: Counter[str]
+    errors: Counter[str]
+    exit_code: int
+    state_path: Path | None
+
+
 async def _send_all(
     *,
     run_id: str,
     input_file: InputFile,
     journal: AsyncJournal,
-    api_config: ApiConfig,
-    client: HttpClient,
+    conn: Connection,
     options: RunOptions,
-    configured: tuple[Window, ...],
     clock: Clock,
     sleep: Sleep,
     wall: Callable[[], float],
     progress: Progress,
-    on_secret: Callable[[str], None],
 ) -> _Sent:
-    try:
-        conn = await connect(
-            client,
-            api_config,
-            windows=configured,
-            clock=clock,
-            sleep=sleep,
-            on_secret=on_secret,
-        )
-    except (AuthRefusedError, TokenUnavailableError) as exc:
-        return _Sent(environment="unknown", exit_code=exc.exit_code, message=str(exc))
     environment, api, limiter = conn.environment, conn.api, conn.limiter
     fail_fast_hint = (
         "; the built-in sandbox knows only the sample's orders: to rehearse your own file, "
@@ -246,13 +300,10 @@ async def _send_all(
         if options.sandbox
         else ""
     )
-    await journal.write(
-        partial(Journal.bind, api_host=api_config.api_host, environment=environment)
-    )
     total_rows = input_file.count()
     progress.start(total_rows)
     with Shutdown() as shutdown:
-        ctx = RunContext(
+        job = RunContext(
             run_id=run_id,
             journal=journal,
             api=api,
@@ -265,8 +316,7 @@ async def _send_all(
             wall=wall,
             total_rows=total_rows,
         )
-        await PaymentRun(ctx, input_file, fail_fast_hint=fail_fast_hint).execute()
-    job = ctx
+        await PaymentRun(job, input_file, fail_fast_hint=fail_fast_hint).execute()
     requests = {**api.requests, "token_requests": conn.provider.refreshes}
     if job.crashed is not None:
         # A bug, logged with its traceback; the journal is consistent, so the report
@@ -299,7 +349,7 @@ async def _send_all(
 
 async def _write_report(
     input_file: InputFile,
-    journal: AsyncJournal,
+    journal: AsyncJournal | None,
     run_id: str,
     path: Path,
     *,
@@ -310,7 +360,9 @@ async def _write_report(
     with ReportWriter(path, extra_headers=input_file.extra_headers, xlsx=xlsx) as writer:
         for chunk in chunks(input_file.rows(), REPORT_CHUNK):
             ids = [row.order_id for row in chunk if row.problem is None]
-            records = await journal.read(partial(Journal.get_many, order_ids=ids))
+            records = (
+                await journal.read(partial(Journal.get_many, order_ids=ids)) if journal else {}
+            )
             for row in chunk:
                 writer.write(report_row(row, records.get(row.order_id), run_id=run_id))
         paths = writer.commit(info)

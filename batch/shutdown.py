@@ -1,12 +1,19 @@
-"""SIGINT/SIGTERM: the first one stops new sends; a second one leaves at once."""
+"""SIGINT/SIGTERM: the first one stops new sends; a second one leaves at once.
+
+The handlers go on the running loop where it can take them (Unix). Windows' loops cannot
+(`add_signal_handler` raises NotImplementedError), so there a plain `signal.signal`
+handler hands the signal to the loop, and the previous handler comes back on exit.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-from types import TracebackType
+from types import FrameType, TracebackType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +27,7 @@ class Shutdown:
         self.stopping = asyncio.Event()
         self.signal: signal.Signals | None = None
         self._installed: list[signal.Signals] = []
+        self._previous: dict[signal.Signals, Any] = {}
 
     def request(self, sig: signal.Signals) -> None:
         if self.signal is not None:
@@ -38,10 +46,20 @@ class Shutdown:
         for sig in EXIT_CODES:
             try:
                 loop.add_signal_handler(sig, self.request, sig)
-            except (NotImplementedError, RuntimeError, ValueError):
+            except NotImplementedError:
+                self._install_plain(loop, sig)
+            except (RuntimeError, ValueError):
                 continue  # not the main thread (e.g. under a test runner's thread)
-            self._installed.append(sig)
+            else:
+                self._installed.append(sig)
         return self
+
+    def _install_plain(self, loop: asyncio.AbstractEventLoop, sig: signal.Signals) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            loop.call_soon_threadsafe(self.request, signal.Signals(signum))
+
+        with contextlib.suppress(ValueError):  # not the main thread
+            self._previous[sig] = signal.signal(sig, handler)
 
     def __exit__(
         self,
@@ -52,3 +70,5 @@ class Shutdown:
         loop = asyncio.get_running_loop()
         for sig in self._installed:
             loop.remove_signal_handler(sig)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)

@@ -4,13 +4,39 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from batch.sandbox import SandboxConfig, SandboxServer
+from batch.statefile import HOME_VARIABLE, STATE_VARIABLE, StateLocation, locate
 
 SandboxFactory = Callable[..., SandboxServer]
+
+
+@pytest.fixture(autouse=True)
+def paybatch_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test's default state and locks go to a directory of its own, never the user's.
+
+    Subprocesses inherit it through the environment.
+    """
+    home = tmp_path_factory.mktemp("paybatch-home")
+    monkeypatch.setenv(HOME_VARIABLE, str(home))
+    monkeypatch.delenv(STATE_VARIABLE, raising=False)
+    return home
+
+
+def default_state(server: SandboxServer, home: Path, environment: str = "test") -> StateLocation:
+    """Where a run against `server` keeps its state and lock when --state is not given."""
+    return locate(
+        api_host=f"{server.host}:{server.port}",
+        environment=environment,
+        chosen=None,
+        directory=home,
+    )
 
 
 @pytest.fixture

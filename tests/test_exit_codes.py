@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from conftest import default_state
 from e2e import orders_csv, out_args
 
 from batch.cli import main
@@ -89,13 +90,17 @@ def test_exit_2_for_a_missing_input_file(sandbox: SandboxServer, tmp_path: Path)
     assert sandbox.request_log() == []
 
 
-def test_exit_3_while_another_run_holds_the_lock(sandbox: SandboxServer, tmp_path: Path) -> None:
-    state = tmp_path / "out" / "state.sqlite"
-    with StateLock(state, started_at="2025-01-01T00:00:00Z"):
+def test_exit_3_while_another_run_holds_the_lock(
+    sandbox: SandboxServer, tmp_path: Path, paybatch_home: Path
+) -> None:
+    # The lock is the organization's and environment's, whatever --state says.
+    lock = default_state(sandbox, paybatch_home)
+    with StateLock(lock.lock_path):
         result, out = _run(tmp_path, orders_csv(tmp_path, ["A1", "A2"]), sandbox.env())
     assert result.exit_code == 3, result.stderr
-    assert "state.sqlite.lock" in result.stderr
-    assert sandbox.request_log() == []  # not even a token request
+    assert f"another paybatch run holds {lock.lock_path}" in result.stderr
+    # Only the token, which says the environment: no order was touched.
+    assert [r.path for r in sandbox.request_log()] == ["/oauth/token"]
     assert not (out / "report.csv").exists()
     # Once the holder is gone the same command goes through.
     result, _ = _run(tmp_path, orders_csv(tmp_path, ["A1", "A2"]), sandbox.env())

@@ -1,4 +1,4 @@
-"""The CLI as a process: the state-file lock (exit 3, freed by kill -9) and SIGINT/SIGTERM.
+"""The CLI as a process: the organization's lock (exit 3, freed by kill -9) and SIGINT/SIGTERM.
 
 A slow sandbox (latency on every /api/* request) keeps a run busy long enough to be
 caught mid-send.
@@ -83,8 +83,18 @@ def test_second_run_exits_3_while_the_lock_is_held_and_runs_after_kill_9(
 
         assert blocked.returncode == 3, blocked.stderr
         assert "another paybatch run holds" in blocked.stderr
-        assert f"PID {holder.pid}" in blocked.stderr
+        assert f"PID {holder.pid}, started 20" in blocked.stderr
         assert not (tmp_path / "b.csv").exists()
+
+        # Another state file for the same organization: the organization's lock still holds.
+        elsewhere = _run_cli(
+            run_args(source.path, tmp_path / "other.sqlite", tmp_path / "d.csv"), env
+        )
+
+        assert elsewhere.returncode == 3, elsewhere.stderr
+        assert "another paybatch run holds" in elsewhere.stderr
+        assert not (tmp_path / "d.csv").exists()
+        assert not (tmp_path / "other.sqlite").exists()  # refused before it opened any state
         holder.send_signal(signal.SIGKILL)
         assert holder.wait(WAIT) == -signal.SIGKILL
     finally:

@@ -4,7 +4,7 @@ Exit codes:
   0    every row created or already created
   1    some rows not created (failed, invalid, duplicate, not_attempted)
   2    usage, configuration or input-file problem
-  3    another run holds the state file's lock
+  3    another run holds the lock of this organization and environment
   4    authentication or configuration refused by the API
   130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
 """
@@ -31,7 +31,6 @@ from batch.config import (
     DEFAULT_FAIL_FAST_AFTER,
     DEFAULT_GRACE_SECONDS,
     DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_STATE_PATH,
     DEFAULT_TIMEOUT,
     ApiConfig,
     RunOptions,
@@ -43,6 +42,7 @@ from batch.progress import NullProgress, Progress
 from batch.ratelimit import parse_window
 from batch.reconcile import reconcile_input, reconcile_state
 from batch.runner import RunResult, new_run_id, preview, run_payments, validate_file
+from batch.statefile import HOME_VARIABLE, STATE_VARIABLE, data_dir
 
 log = logging.getLogger("batch.cli")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,7 +52,7 @@ Exit codes:
   0    every row created or already created
   1    some rows not created (failed, invalid, duplicate, not_attempted)
   2    usage, configuration or input-file problem
-  3    another run holds the state file's lock
+  3    another run holds the lock of this organization and environment
   4    authentication or configuration refused by the API
   130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
 """
@@ -162,10 +162,12 @@ def _logging(run_id: str, log_format: str, quiet: bool, verbose: bool) -> str:
     return run_id
 
 
-def _summary(result: RunResult) -> None:
+def _summary(result: RunResult, *, state_kept: bool = True) -> None:
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     total = sum(result.counts.values())
     _say(f"{total} rows: {counts or 'none'}")
+    if result.state_path is not None:
+        _say(f"state: {result.state_path}" if state_kept else "state: thrown away (sandbox)")
     if result.paths is not None:
         _say(f"report: {result.paths.csv}")
         if result.paths.xlsx is not None:
@@ -198,9 +200,11 @@ def main() -> None:
     "--state",
     "state_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_STATE_PATH,
-    show_default=True,
-    help="The run's state file: what was sent and what came back, for exactly-once reruns.",
+    envvar=STATE_VARIABLE,
+    show_envvar=True,
+    help="The run's state file: what was sent and what came back, for exactly-once reruns. "
+    f"Default: <org>-<environment>.sqlite in ${HOME_VARIABLE}, or else in the user's data "
+    "directory (~/.local/share/paybatch on Linux, %LOCALAPPDATA%\\paybatch on Windows).",
 )
 @click.option(
     "--concurrency",
@@ -281,7 +285,7 @@ def run(
     verbose: bool,
     columns: dict[str, str],
     sheet: str | None,
-    state_path: Path,
+    state_path: Path | None,
     concurrency: int | None,
     rate_limits: tuple[str, ...],
     timeout: float,
@@ -301,6 +305,7 @@ def run(
             input_path=input_path,
             report_path=report_path,
             state_path=state_path,
+            state_dir=data_dir(os.environ),
             concurrency=concurrency,
             rate_limits=rate_limits,
             timeout=timeout,
@@ -323,13 +328,13 @@ def run(
                 sys.exit(result.exit_code)
             state_given = (
                 click.get_current_context().get_parameter_source("state_path")
-                is not click.core.ParameterSource.DEFAULT
+                is click.core.ParameterSource.COMMANDLINE
             )
             if sandbox and not state_given:
                 # Sandbox payments must never reach the real state file: a later live run
-                # would take them for orders already paid.
+                # would take them for orders already paid. $PAYBATCH_STATE does not count.
                 scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
-                options = replace(options, state_path=scratch / "sandbox.sqlite")
+                options = replace(options, state_path=scratch / "sandbox.sqlite", state_dir=scratch)
             result = eventloop.run(
                 run_payments(
                     options,
@@ -339,7 +344,7 @@ def run(
                     run_id=run_id,
                 )
             )
-        _summary(result)
+        _summary(result, state_kept=state_given or not sandbox)
         sys.exit(result.exit_code)
 
 
@@ -378,9 +383,10 @@ def _progress(show: bool | None, quiet: bool) -> Progress:
     "--state",
     "state_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_STATE_PATH,
-    show_default=True,
-    help="With --server: the state file whose created rows count as already paid.",
+    envvar=STATE_VARIABLE,
+    show_envvar=True,
+    help="With --server: the state file whose created rows count as already paid "
+    "(default: the run's).",
 )
 def validate(
     input_path: Path,
@@ -392,7 +398,7 @@ def validate(
     columns: dict[str, str],
     sheet: str | None,
     ask_server: bool,
-    state_path: Path,
+    state_path: Path | None,
 ) -> None:
     """Check every row of INPUT; write a report of valid, invalid and duplicate rows.
 
@@ -406,6 +412,7 @@ def validate(
                 input_path=input_path,
                 report_path=report_path,
                 state_path=state_path,
+                state_dir=data_dir(os.environ),
                 xlsx=not no_xlsx,
                 sheet=sheet,
                 columns=columns,
@@ -437,9 +444,10 @@ def validate(
     "--state",
     "state_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_STATE_PATH,
-    show_default=True,
-    help="The state file whose created payments to audit (ignored when INPUT is given).",
+    envvar=STATE_VARIABLE,
+    show_envvar=True,
+    help="The state file whose created payments to audit (default: the run's; ignored "
+    "when INPUT is given).",
 )
 @click.option(
     "--report",
@@ -451,7 +459,7 @@ def validate(
 @log_options
 def reconcile(
     input_path: Path | None,
-    state_path: Path,
+    state_path: Path | None,
     report_path: Path | None,
     sheet: str | None,
     columns: dict[str, str],
@@ -483,7 +491,11 @@ def reconcile(
             )
         else:
             result = reconcile_state(
-                state_path, config, report_path=path, on_secret=register_secret
+                state_path,
+                config,
+                report_path=path,
+                state_dir=data_dir(os.environ),
+                on_secret=register_secret,
             )
         _say(f"{result.checked} orders checked, {result.mismatched} not paid as expected")
         _say(f"report: {result.report}")

@@ -41,6 +41,7 @@ class RunInfo:
     api_host: str
     tool_version: str = __version__
     kind: Literal["run", "validate"] = "run"
+    state_file: Path | None = None
 
     @property
     def duration_s(self) -> float:
@@ -191,6 +192,7 @@ class ReportWriter:
             ["environment", info.environment],
             ["api_host", info.api_host],
             ["tool_version", info.tool_version],
+            ["state_file", str(info.state_file or "")],
             [],
             ["status", "rows"],
         ]
