@@ -5,8 +5,9 @@
 
 The stop is checked after the limiter's grant and again inside the transaction that
 commits `sending`, so once a stop is requested no new POST leaves: a row stopped before
-its commit stays `pending` (not attempted); a row already committed as `sending` is left
-for the next run to settle.
+its commit stays `pending` (not attempted), and so does one whose `sending` was committed
+just as the stop came: it is moved back, since it certainly never left. A crash in between
+leaves it `sending`, for the next run to settle.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections import Counter
 from batch.api import Answer
 from batch.backoff import Backoff
 from batch.journal import Journal, RowState
-from batch.policy import Action, Call, decide
+from batch.policy import Action, Call, Outcome, decide
 from batch.rows import InputRow, RowStatus
 from batch.run_context import FailFast, RunContext
 from batch.settler import Settler
@@ -74,8 +75,9 @@ class Sender:
             await ctx.limiter.acquire()
             if ctx.stopping.is_set() or not await self._commit_sending(row):
                 return  # stays pending: not_attempted
-            if ctx.stopping.is_set():
-                return  # committed as sending: the next run settles it
+            if ctx.stopping.is_set():  # committed, but certainly not sent: back to pending
+                await self._record(row, RowState.PENDING, Answer(Outcome.NOT_SENT), attempts=0)
+                return
             started = ctx.clock()
             answer = await ctx.api.create_external_payment(row)
             self._tuner.learn(ctx.clock() - started)

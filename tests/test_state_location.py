@@ -195,7 +195,7 @@ def test_reconcile_finds_the_runs_default_state(
     report = tmp_path / "audit.csv"
     result = CliRunner().invoke(main, ["reconcile", "--report", str(report)], env=sandbox.env())
     assert result.exit_code == 0, result.stderr
-    assert "2 created payments checked, 0 mismatched" in result.stderr
+    assert "2 orders checked, 0 not paid as expected" in result.stderr
 
 
 def test_a_sandbox_run_ignores_paybatch_state(tmp_path: Path, paybatch_home: Path) -> None:

@@ -54,7 +54,7 @@ warnings.simplefilter("ignore")  # filelock says it fell back to its soft lock: 
 import batch
 names = [m.name for m in pkgutil.walk_packages(batch.__path__, "batch.")]
 for name in names:
-    if name != "batch.__main__":  # `python -m batch`: one line, `from batch.cli import main`
+    if not name.endswith(".__main__"):  # entry points run their command when imported
         importlib.import_module(name)
 from batch.cli import main
 out = Path(sys.argv[1])
