@@ -10,6 +10,8 @@ import json
 import logging
 import random
 import re
+import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from batch.errors import PaybatchError
 from batch.policy import Outcome, outcome_of_error, outcome_of_status
 from batch.ratelimit import RateLimiter
 from batch.rows import InputRow, token_hash
-from batch.transport import HttpTransport
+from batch.tls import ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -68,34 +70,44 @@ class _UnattributedError(Exception):
     """A batched lookup returned a payment without its order linkage."""
 
 
-class _NoCookies(httpx.Cookies):
-    def extract_cookies(self, response: httpx.Response) -> None:
-        """Keep nothing: the API authenticates by bearer token, and parsing every
-        response into a cookie jar was 7.5% of the event loop's time."""
-
-
-class _ApiClient(httpx.AsyncClient):
-    """An AsyncClient without a cookie jar; everything else is httpx's own."""
-
-    _no_cookies = _NoCookies()
-
-    @property
-    def cookies(self) -> httpx.Cookies:
-        return self._no_cookies
-
-    @cookies.setter
-    def cookies(self, cookies: object) -> None:
-        raise TypeError("paybatch's API client keeps no cookies")
-
-
 def open_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
-    """The shared AsyncClient on paybatch's own transport, as wide as the concurrency."""
-    return _ApiClient(
-        transport=HttpTransport(max_connections=concurrency + 2),
+    """The shared AsyncClient, as wide as the concurrency, on httpx's own transport.
+
+    It honours HTTPS_PROXY, HTTP_PROXY and NO_PROXY (`trust_env`), and verifies https
+    against `batch.tls.ssl_context()`: SSL_CERT_FILE/SSL_CERT_DIR, else the OS trust store.
+    """
+    width = concurrency + 2
+    return httpx.AsyncClient(
+        verify=ssl_context(),
+        limits=httpx.Limits(max_connections=width, max_keepalive_connections=width),
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None),
         follow_redirects=False,
-        trust_env=False,
+        trust_env=True,
     )
+
+
+def unreachable_cause(error: BaseException) -> str:
+    """How a request failed to reach the server, in the words of the summary line."""
+    if isinstance(error, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(error, httpx.ProxyError):
+        return "proxy"
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for kind, name in _UNREACHABLE_CAUSES:
+        if any(isinstance(e, kind) for e in chain):
+            return name
+    return "connection failed" if isinstance(error, httpx.ConnectError) else "connection lost"
+
+
+_UNREACHABLE_CAUSES: tuple[tuple[type[BaseException], str], ...] = (
+    (socket.gaierror, "DNS"),
+    (ssl.SSLError, "TLS"),
+    (ConnectionRefusedError, "connection refused"),
+)
 
 
 def payment_document(row: InputRow) -> dict[str, Any]:

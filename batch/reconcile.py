@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batch import eventloop
 from batch.api import LOOKUP_BATCH, CommerceLayer, FoundPayment, HttpClient, open_client
 from batch.config import ApiConfig
 from batch.connection import connect
@@ -133,7 +132,7 @@ def reconcile_state(
     finally:
         journal.close()
     on_secret(api_config.client_secret.reveal())
-    checks = eventloop.run(
+    checks = asyncio.run(
         _audit_online(
             records,
             api_config,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,6 +12,14 @@ import pytest
 from batch.sandbox import SandboxConfig, SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_from_the_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """paybatch honours HTTP(S)_PROXY: a developer's proxy must never see the tests' traffic."""
+    for name in list(os.environ):
+        if name.lower().endswith("_proxy"):
+            monkeypatch.delenv(name)
 
 
 @pytest.fixture

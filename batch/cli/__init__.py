@@ -11,6 +11,7 @@ Exit codes:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -24,7 +25,7 @@ from typing import Any, TypeVar
 
 import click
 
-from batch import __version__, eventloop
+from batch import __version__
 from batch.cli.progress import BarProgress, LogProgress
 from batch.config import (
     DEFAULT_FAIL_FAST_AFTER,
@@ -330,7 +331,7 @@ def run(
                 # would take them for orders already paid.
                 scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 options = replace(options, state_path=scratch / "sandbox.sqlite")
-            result = eventloop.run(
+            result = asyncio.run(
                 run_payments(
                     options,
                     api_config,
