@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from batch.api import unreachable_cause
 from batch.config import ApiConfig
-from batch.errors import AuthRefusedError, PaybatchError
+from batch.errors import ApiUnreachableError, AuthRefusedError, PaybatchError
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,15 @@ TOKEN_ATTEMPTS = 4
 
 
 class TokenUnavailableError(PaybatchError):
-    """The token endpoint could not be reached or answered nonsense, after retries."""
+    """The token endpoint answered nonsense or kept failing, after retries."""
 
     exit_code = 1
+
+
+class TokenEndpointUnreachableError(TokenUnavailableError, ApiUnreachableError):
+    """Every attempt at the token endpoint failed before an answer; `cause` says how."""
+
+    exit_code = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +116,12 @@ class TokenProvider:
         }
         if self._config.scope:
             body["scope"] = self._config.scope
+        unreached: httpx.TransportError | None = None
+        retry_after: str | None = None
         for attempt in range(1, TOKEN_ATTEMPTS + 1):
+            if attempt > 1:
+                await self._pause(attempt - 1, retry_after)
+            retry_after = None
             await self._respect_endpoint_limit()
             try:
                 response = await self._client.post(
@@ -118,14 +130,15 @@ class TokenProvider:
                     headers={"Accept": "application/json"},
                 )
             except httpx.RequestError as exc:
+                unreached = exc if isinstance(exc, httpx.TransportError) else None
                 log.warning(
                     "token endpoint failed (%s), attempt %d of %d",
                     type(exc).__name__,
                     attempt,
                     TOKEN_ATTEMPTS,
                 )
-                await self._pause(attempt)
                 continue
+            unreached = None
             if response.status_code == 429 or response.status_code >= 500:
                 log.warning(
                     "token endpoint answered HTTP %d, attempt %d of %d",
@@ -133,7 +146,7 @@ class TokenProvider:
                     attempt,
                     TOKEN_ATTEMPTS,
                 )
-                await self._pause(attempt, response.headers.get("Retry-After"))
+                retry_after = response.headers.get("Retry-After")
                 continue
             if response.status_code in (400, 401, 403):
                 raise AuthRefusedError(
@@ -142,6 +155,13 @@ class TokenProvider:
                     "check CL_CLIENT_ID, CL_CLIENT_SECRET and CL_SCOPE"
                 )
             return self._accept(response)
+        if unreached is not None:
+            cause = unreachable_cause(unreached)
+            raise TokenEndpointUnreachableError(
+                f"could not reach the token endpoint {self._config.auth_url} ({cause}) "
+                f"in {TOKEN_ATTEMPTS} attempts; check the network, HTTPS_PROXY and CL_AUTH_URL",
+                cause=cause,
+            )
         raise TokenUnavailableError(
             f"could not get an access token from {self._config.auth_url} "
             f"after {TOKEN_ATTEMPTS} attempts"

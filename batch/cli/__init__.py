@@ -1,16 +1,11 @@
 """The click layer: parse options, build settings, call one plain function, map errors.
 
-Exit codes:
-  0    every row created or already created
-  1    some rows not created (failed, invalid, duplicate, not_attempted)
-  2    usage, configuration or input-file problem
-  3    another run holds the state file's lock
-  4    authentication or configuration refused by the API
-  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
+The exit codes are `batch.errors.EXIT_CODES`; each command's `--help` shows its own.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import logging
@@ -36,7 +31,15 @@ from batch.config import (
     ApiConfig,
     RunOptions,
 )
-from batch.errors import PaybatchError, UsageError
+from batch.errors import (
+    RECONCILE,
+    RUN,
+    SANDBOX,
+    VALIDATE,
+    PaybatchError,
+    UsageError,
+    exit_codes_help,
+)
 from batch.inputs import parse_column_mapping
 from batch.logs import configure_logging, register_secret
 from batch.progress import NullProgress, Progress
@@ -46,16 +49,6 @@ from batch.runner import RunResult, new_run_id, run_payments, validate_file
 
 log = logging.getLogger("batch.cli")
 F = TypeVar("F", bound=Callable[..., Any])
-
-EPILOG = """\b
-Exit codes:
-  0    every row created or already created
-  1    some rows not created (failed, invalid, duplicate, not_attempted)
-  2    usage, configuration or input-file problem
-  3    another run holds the state file's lock
-  4    authentication or configuration refused by the API
-  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
-"""
 
 
 def _windows(
@@ -174,7 +167,7 @@ def _summary(result: RunResult) -> None:
         _say(f"paybatch: {result.message}", logging.ERROR if result.exit_code else logging.INFO)
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(epilog=exit_codes_help(), context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="paybatch")
 def main() -> None:
     """Create Commerce Layer external payments from a spreadsheet, exactly once,
@@ -190,7 +183,7 @@ def main() -> None:
     """
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=exit_codes_help(RUN))
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @output_options
 @input_options
@@ -364,7 +357,7 @@ def _progress(show: bool | None, quiet: bool) -> Progress:
     return NullProgress() if quiet else LogProgress()
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=exit_codes_help(VALIDATE))
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @output_options
 @input_options
@@ -378,10 +371,7 @@ def validate(
     columns: dict[str, str],
     sheet: str | None,
 ) -> None:
-    """Check every row of INPUT offline; write a report of valid, invalid and duplicate rows.
-
-    Exits 0 when every row is valid, 1 otherwise, 2 for a problem with the file itself.
-    """
+    """Check every row of INPUT offline; write a report of valid, invalid and duplicate rows."""
     run_id = _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
     with _errors_to_exit_codes():
         result = validate_file(
@@ -396,7 +386,7 @@ def validate(
         sys.exit(result.exit_code)
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=exit_codes_help(RECONCILE))
 @click.option(
     "--state",
     "state_path",
@@ -418,7 +408,7 @@ def reconcile(
     """Audit every payment the state file records as created against the server.
 
     Each must exist, belong to its order and carry its row's token, with no other payment
-    on the order. Exits 0 when all match, 1 when any does not.
+    on the order.
     """
     started = datetime.now(UTC)
     _logging(new_run_id(started), log_format, quiet, verbose)
@@ -438,6 +428,7 @@ def reconcile(
 @main.command(
     context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
     add_help_option=False,
+    epilog=exit_codes_help(SANDBOX),
 )
 @click.argument("sandbox_args", nargs=-1, type=click.UNPROCESSED)
 def sandbox(sandbox_args: tuple[str, ...]) -> None:
@@ -449,7 +440,10 @@ def sandbox(sandbox_args: tuple[str, ...]) -> None:
     from batch.sandbox import SandboxServer, serve
     from batch.sandbox.__main__ import config_from_args, parser
 
-    args = parser().parse_args(sandbox_args)
+    options = parser()
+    options.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the table's lines
+    options.epilog = exit_codes_help(SANDBOX).removeprefix("\b\n")
+    args = options.parse_args(sandbox_args)
     try:
         config = config_from_args(args)
     except (ValueError, OSError, KeyError) as exc:
