@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import shutil
 import socket
 import ssl
@@ -24,40 +25,46 @@ from batch.api import open_client, unreachable_cause
 from batch.policy import Outcome, outcome_of_error
 from batch.tls import ssl_context
 
-Script = Callable[[socket.socket, int], None]  # one connection, and its number from 1
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
 
 class Server:
-    """A scripted server on 127.0.0.1: each connection is handed to `script` in a thread."""
+    """A scripted server on 127.0.0.1: `script(server, connection, its number from 1)` runs
+    in a thread for each connection."""
 
     def __init__(self, script: Script, tls: ssl.SSLContext | None = None) -> None:
         self.script, self.tls = script, tls
         self.requests: list[bytes] = []
         self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.02)  # to notice `stop` without a blocked accept()
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.listener.getsockname()[1]}"
         self.threads = [threading.Thread(target=self._accept, daemon=True)]
         self.stop = threading.Event()
 
+    def __enter__(self) -> Server:
+        self.threads[0].start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(5)
+        self.listener.close()
+
     def _accept(self) -> None:
-        self.listener.settimeout(0.02)  # to notice `stop` without a blocked accept()
-        number = 0
         while not self.stop.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except TimeoutError:
-                continue
-            number += 1
-            thread = threading.Thread(target=self._serve, args=(conn, number), daemon=True)
-            self.threads.append(thread)
-            thread.start()
+            with contextlib.suppress(TimeoutError):
+                conn = self.listener.accept()[0]
+                thread = threading.Thread(target=self._serve, args=(conn, len(self.threads)))
+                self.threads.append(thread)
+                thread.start()
 
     def _serve(self, conn: socket.socket, number: int) -> None:
         conn.settimeout(5)
         with contextlib.suppress(OSError):
             if self.tls is not None:
                 conn = self.tls.wrap_socket(conn, server_side=True)
-            self.script(conn, number)
+            self.script(self, conn, number)
         conn.close()
 
     def read(self, conn: socket.socket) -> bytes:
@@ -67,38 +74,22 @@ class Server:
             if not (chunk := conn.recv(65536)):
                 return b""
             data += chunk
-        head, body = data.split(b"\r\n\r\n", 1)
-        length = next(
-            (
-                int(v)
-                for k, _, v in (h.partition(b":") for h in head.split(b"\r\n"))
-                if k.strip().lower() == b"content-length"
-            ),
-            0,
-        )
-        while len(body) < length:
-            body += conn.recv(65536)
-        self.requests.append(head + b"\r\n\r\n" + body)
-        return self.requests[-1]
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", data.split(b"\r\n\r\n")[0])
+        while len(data.split(b"\r\n\r\n", 1)[1]) < (int(length[1]) if length else 0):
+            data += conn.recv(65536)
+        self.requests.append(data)
+        return data
 
 
-@contextlib.contextmanager
-def serving(script: Callable[[Server, socket.socket, int], None], **kw: object) -> Iterator[Server]:
-    server = Server(lambda conn, n: script(server, conn, n), **kw)  # type: ignore[arg-type]
-    server.threads[0].start()
-    try:
-        yield server
-    finally:
-        server.stop.set()
-        for thread in server.threads:
-            thread.join(5)
-        server.listener.close()
+Script = Callable[[Server, socket.socket, int], None]
 
 
-def post(url: str, *, timeout: float = 2.0) -> httpx.Response:
+def post(
+    url: str, *, timeout: float = 2.0, headers: dict[str, str] | None = None
+) -> httpx.Response:
     async def main() -> httpx.Response:
         async with open_client(timeout=timeout, concurrency=1) as client:
-            return await client.post(url + "/api/external_payments", json={"a": 1})
+            return await client.post(url + "/api/external_payments", json={}, headers=headers)
 
     return asyncio.run(main())
 
@@ -108,7 +99,7 @@ def hang(server: Server, conn: socket.socket, n: int) -> None:
     conn.recv(1)  # until the client gives up and closes
 
 
-def answer(raw: bytes) -> Callable[[Server, socket.socket, int], None]:
+def answer(raw: bytes) -> Script:
     def script(server: Server, conn: socket.socket, n: int) -> None:
         server.read(conn)
         conn.sendall(raw)
@@ -140,9 +131,9 @@ GZIP = b"HTTP/1.1 201 Created\r\nContent-Encoding: gzip\r\nContent-Length: 9\r\n
     ids=["read-timeout", "reset", "closed", "cut-body", "not-http", "bad-gzip"],
 )
 def test_a_failure_after_the_request_was_written_may_have_been_processed(
-    script: Callable[[Server, socket.socket, int], None], error: type[Exception]
+    script: Script, error: type[Exception]
 ) -> None:
-    with serving(script) as server, pytest.raises(httpx.RequestError) as caught:
+    with Server(script) as server, pytest.raises(httpx.RequestError) as caught:
         post(server.url, timeout=0.5)
     assert type(caught.value) is error
     assert outcome_of_error(caught.value) is Outcome.UNKNOWN
@@ -159,9 +150,7 @@ def test_connection_refused_was_never_sent() -> None:
 
 
 def test_a_connect_timeout_was_never_sent() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(0)
+    with socket.create_server(("127.0.0.1", 0), backlog=0) as listener:
         port, queued = listener.getsockname()[1], []
         while True:  # fill the accept queue until the kernel drops new connections' SYNs
             probe = socket.socket()
@@ -181,7 +170,7 @@ def test_a_connect_timeout_was_never_sent() -> None:
 
 
 def test_waiting_for_a_pooled_connection_was_never_sent() -> None:
-    async def main(url: str) -> BaseException:
+    async def main(url: str) -> Exception:
         limits = httpx.Limits(max_connections=1)
         async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(2.0, pool=0.1)) as c:
             first = asyncio.create_task(c.post(url, json={}))
@@ -191,9 +180,9 @@ def test_waiting_for_a_pooled_connection_was_never_sent() -> None:
             first.cancel()
             return caught.value
 
-    with serving(hang) as server:
+    with Server(hang) as server:
         caught = asyncio.run(main(server.url))
-    assert outcome_of_error(caught) is Outcome.NOT_SENT  # type: ignore[arg-type]
+    assert outcome_of_error(caught) is Outcome.NOT_SENT
     assert len(server.requests) == 1
 
 
@@ -209,12 +198,8 @@ def test_a_dns_failure_was_never_sent(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_header_with_a_line_break_is_never_sent() -> None:
-    async def main(url: str) -> None:
-        async with open_client(timeout=2.0, concurrency=1) as client:
-            await client.get(url, headers={"X-Ref": "a\r\nX-Evil: 1"})
-
-    with serving(answer(OK)) as server, pytest.raises(httpx.LocalProtocolError) as caught:
-        asyncio.run(main(server.url))
+    with Server(answer(OK)) as server, pytest.raises(httpx.LocalProtocolError) as caught:
+        post(server.url, headers={"X-Ref": "a\r\nX-Evil: 1"})
     assert outcome_of_error(caught.value) is Outcome.PERMANENT
     assert server.requests == []
 
@@ -233,7 +218,7 @@ def test_bytes_waiting_on_an_idle_connection_are_nobodys_answer() -> None:
             time.sleep(0.2)  # noqa: ASYNC251 - the loop is busy while the 408 and FIN arrive
             return await client.post(url, json={"n": 2})
 
-    with serving(script) as server:
+    with Server(script) as server:
         second = asyncio.run(main(server.url))
     assert second.status_code == 200
     assert len(server.requests) == 2  # the second request really went, on a new connection
@@ -251,7 +236,7 @@ def ca() -> trustme.CA:
 def tls_server(ca: trustme.CA) -> Iterator[Server]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
-    with serving(answer(OK), tls=context) as server:
+    with Server(answer(OK), tls=context) as server:
         yield server
 
 
