@@ -248,3 +248,16 @@ def test_exit_5_when_the_token_endpoint_cannot_be_reached(
     assert sandbox.request_log() == []
     assert _statuses(out) == ["not_attempted"] * 2
     assert json.loads((out / "summary.json").read_text())["exit_code"] == 5
+
+
+def test_reconcile_exits_5_when_the_token_endpoint_cannot_be_reached(
+    sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, out = _run(tmp_path, orders_csv(tmp_path, ["A1"]), sandbox.env())
+    assert result.exit_code == 0, result.stderr
+    monkeypatch.setattr(auth, "TOKEN_ATTEMPTS", 1)
+    with _token_endpoint_down("refused") as auth_url:
+        args = ["reconcile", "--state", str(out / "state.sqlite"), "--report", str(out / "rec.csv")]
+        result = CliRunner().invoke(main, args, env={**sandbox.env(), "CL_AUTH_URL": auth_url})
+    assert result.exit_code == 5, result.output
+    assert "(connection refused)" in result.stderr
