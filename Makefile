@@ -32,6 +32,7 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/live_rate.py
 	$(BIN)/python bench/input_scale.py
 
 clean:

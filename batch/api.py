@@ -17,6 +17,8 @@ import asyncio
 import json
 import logging
 import re
+import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -48,6 +50,7 @@ from batch.policy import (
 )
 from batch.ratelimit import RateLimiter
 from batch.rows import InputRow
+from batch.tls import ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +110,43 @@ def _backoff(exc: Exception) -> bool | float:
 
 
 def open_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
-    """The shared AsyncClient, as wide as the concurrency."""
+    """The shared AsyncClient, as wide as the concurrency, on httpx's own transport.
+
+    It honours HTTPS_PROXY, HTTP_PROXY and NO_PROXY (`trust_env`), and verifies https
+    against `batch.tls.ssl_context()`: SSL_CERT_FILE/SSL_CERT_DIR, else the OS trust store.
+    """
+    width = concurrency + 2
     return httpx.AsyncClient(
-        limits=httpx.Limits(max_connections=concurrency + 2),
+        verify=ssl_context(),
+        limits=httpx.Limits(max_connections=width, max_keepalive_connections=width),
         timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0), pool=None),
         follow_redirects=False,
+        trust_env=True,
     )
+
+
+def unreachable_cause(error: BaseException) -> str:
+    """How a request failed to reach the server, in the words of the summary line."""
+    if isinstance(error, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(error, httpx.ProxyError):
+        return "proxy"
+    chain: list[BaseException] = []
+    cause: BaseException | None = error
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    for kind, name in _UNREACHABLE_CAUSES:
+        if any(isinstance(e, kind) for e in chain):
+            return name
+    return "connection failed" if isinstance(error, httpx.ConnectError) else "connection lost"
+
+
+_UNREACHABLE_CAUSES: tuple[tuple[type[BaseException], str], ...] = (
+    (socket.gaierror, "DNS"),
+    (ssl.SSLError, "TLS"),
+    (ConnectionRefusedError, "connection refused"),
+)
 
 
 def payment_document(row: InputRow) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 import httpx
 import stamina
 
+from batch.api import unreachable_cause
 from batch.config import ApiConfig
-from batch.errors import AuthRefusedError, PaybatchError
+from batch.errors import ApiUnreachableError, AuthRefusedError, PaybatchError
 from batch.policy import Action, Call, decide, outcome_of_status, retry_after_seconds
 from batch.ratelimit import RateLimiter, Window
 
@@ -33,11 +34,15 @@ TOKEN_TIMEOUT = 120.0  # seconds of retrying before the token endpoint counts as
 
 
 class _TokenRetry(Exception):
-    """A token answer the policy backs off on; carries the wait the server asked for."""
+    """A token answer the policy backs off on; carries the wait the server asked for, or
+    the transport error when the endpoint was not reached at all."""
 
-    def __init__(self, reason: str, wait: float | None) -> None:
+    def __init__(
+        self, reason: str, wait: float | None, unreached: httpx.TransportError | None = None
+    ) -> None:
         super().__init__(reason)
         self.wait = wait
+        self.unreached = unreached
 
 
 def _backoff(exc: Exception) -> bool | float:
@@ -48,9 +53,15 @@ def _backoff(exc: Exception) -> bool | float:
 
 
 class TokenUnavailableError(PaybatchError):
-    """The token endpoint could not be reached or answered nonsense, after retries."""
+    """The token endpoint answered nonsense or kept failing, after retries."""
 
     exit_code = 1
+
+
+class TokenEndpointUnreachableError(TokenUnavailableError, ApiUnreachableError):
+    """Every attempt at the token endpoint failed before an answer; `cause` says how."""
+
+    exit_code = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +146,13 @@ class TokenProvider:
                 with attempt:
                     return await self._ask(body)
         except _TokenRetry as exc:
+            if exc.unreached is not None:
+                cause = unreachable_cause(exc.unreached)
+                raise TokenEndpointUnreachableError(
+                    f"could not reach the token endpoint {self._config.auth_url} ({cause}) in "
+                    f"{TOKEN_ATTEMPTS} attempts; check the network, HTTPS_PROXY and CL_AUTH_URL",
+                    cause=cause,
+                ) from None
             raise TokenUnavailableError(
                 f"could not get an access token from {self._config.auth_url} "
                 f"after {TOKEN_ATTEMPTS} attempts ({exc})"
@@ -149,7 +167,8 @@ class TokenProvider:
                 self._config.auth_url, json=body, headers={"Accept": "application/json"}
             )
         except httpx.RequestError as exc:
-            raise _TokenRetry(type(exc).__name__, None) from exc
+            unreached = exc if isinstance(exc, httpx.TransportError) else None
+            raise _TokenRetry(type(exc).__name__, None, unreached) from exc
         outcome = outcome_of_status(response.status_code, has_id=True)
         rule = decide(Call.TOKEN, outcome)
         if rule.action is Action.BACK_OFF:

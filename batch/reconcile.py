@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from batch import eventloop
 from batch.api import LOOKUP_BATCH, CommerceLayer, HttpClient, open_client
 from batch.config import ApiConfig
 from batch.connection import connect
@@ -215,7 +214,7 @@ def _reconcile(
             if owned:
                 await http.aclose()
 
-    lines = eventloop.run(online())
+    lines = asyncio.run(online())
     write_table(report_path, RECONCILE_COLUMNS, lines)
     mismatched = sum(1 for line in lines if line[2] != "paid")
     log.info("reconciled", extra={"checked": len(lines), "mismatched": mismatched})

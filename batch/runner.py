@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
-from batch import eventloop
 from batch.api import (
     HttpClient,
     open_client,
@@ -379,7 +378,7 @@ def preview(
     on_secret: Callable[[str], None] = lambda _secret: None,
 ) -> RunResult:
     """The preflight alone (`run --dry-run`, `validate --server`): sends nothing."""
-    counts, errors, paths = eventloop.run(
+    counts, errors, paths = asyncio.run(
         preview_file(
             options, api_config, run_id=run_id, now=now, client=client, on_secret=on_secret
         )

@@ -1,6 +1,6 @@
 """Issue 3's throughput benchmark: paybatch against the sandbox's scaled rate-limit windows.
 
-    .venv/bin/python bench/throughput.py [--rows 300] [--fast-rows 5000] [--fast-runs 3]
+    .venv/bin/python bench/throughput.py [--rows 300]
 
 Every case gets a fresh sandbox process (`python -m batch.sandbox`) and a fresh state file.
 Times are measured at the server: first to last accepted write, from its request log. The
@@ -44,7 +44,6 @@ class Target:
 
 TOLD_TARGET = Target(0.95, 0.01)
 MIS_TOLD_TARGET = Target(0.80, 0.05)
-FAST_TARGET_ROWS_PER_S = 1000.0
 
 
 @dataclass(frozen=True)
@@ -159,52 +158,6 @@ def baseline_case(
     return limited_line(case, seen, rows, None, damage)
 
 
-@dataclass(frozen=True)
-class FastRun:
-    send_rate: float  # accepted rows / first-to-last accepted write, at the server
-    send_seconds: float
-    throttled: int
-    process: Process
-    damage: str
-
-
-def fast_run(rows: int) -> FastRun:
-    """No limits, no latency: what paybatch itself costs per row, with the state file on."""
-    with tempfile.TemporaryDirectory() as tmp, sandbox(["--no-limits"]) as server:
-        work = Path(tmp)
-        pairs = write_orders(work / "orders.csv", rows, "FA")
-        process = run_paybatch(server, work, work / "orders.csv", ("1000000/1s",))
-        seen = writes(server.requests())
-        damage = exactly_once(server, pairs) or (
-            f"exit {process.exit_code}" if process.exit_code else ""
-        )
-    rate = seen.accepted / seen.first_to_last if seen.first_to_last > 0 else 0.0
-    return FastRun(rate, seen.first_to_last, seen.throttled, process, damage)
-
-
-def fast_case(rows: int, runs: int) -> Line:
-    """The median of `runs` fresh runs: this machine's speed drifts by a third between runs."""
-    results = sorted((fast_run(rows) for _ in range(runs)), key=lambda r: r.send_rate)
-    median = results[len(results) // 2]
-    every = ", ".join(f"{r.send_rate:,.0f}" for r in results)
-    cpu_ms = [r.process.cpu * 1000 / rows for r in results]
-    verdict = "PASS" if median.send_rate >= FAST_TARGET_ROWS_PER_S else "MISS"
-    damage = [r.damage for r in results if r.damage]
-    if damage:
-        verdict += f" ({'; '.join(damage)})"
-    return Line(
-        f"paybatch, no limits/latency (median of {runs})",
-        rows,
-        "–",
-        f"{median.send_seconds:.2f} s send, {median.process.wall:.2f} s process",
-        f"{median.send_rate:,.0f} rows/s send (runs: {every}), "
-        f"{rows / median.process.wall:,.0f} rows/s process",
-        f"{sum(r.throttled for r in results)}; CPU {min(cpu_ms):.2f}–{max(cpu_ms):.2f} ms/row",
-        f"≥ {FAST_TARGET_ROWS_PER_S:,.0f} rows/s",
-        verdict,
-    )
-
-
 def _limit_args() -> list[str]:
     return [arg for limit in SERVER_LIMITS for arg in ("--limit", limit)]
 
@@ -240,16 +193,14 @@ def print_table(lines: Sequence[Line]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=300, help="rows in the rate-limited cases")
-    parser.add_argument("--fast-rows", type=int, default=5000, help="rows in the no-limit case")
-    parser.add_argument("--fast-runs", type=int, default=3, help="runs of the no-limit case")
     parser.add_argument(
         "--only",
-        choices=("told", "mis-told", "sequential", "gather", "fast"),
+        choices=("told", "mis-told", "sequential", "gather"),
         action="append",
         help="run only these cases (repeatable)",
     )
     args = parser.parse_args()
-    wanted = set(args.only or ("told", "mis-told", "sequential", "gather", "fast"))
+    wanted = set(args.only or ("told", "mis-told", "sequential", "gather"))
     n = args.rows
     print(
         f"sandbox windows {', '.join(SERVER_LIMITS)}, latency {LATENCY_MS} ms; "
@@ -266,8 +217,6 @@ def main() -> None:
         lines.append(baseline_case("baseline: sequential loop", n, sequential))
     if "gather" in wanted:
         lines.append(baseline_case("baseline: gather, Semaphore(50)", n, gathered))
-    if "fast" in wanted:
-        lines.append(fast_case(args.fast_rows, args.fast_runs))
     print_table(lines)
 
 

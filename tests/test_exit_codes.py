@@ -1,18 +1,25 @@
-"""Exit codes through the real CLI: 0, 1, 2, 3 (lock held) and 4 (credentials, fail-fast)."""
+"""Exit codes through the real CLI: 0, 1, 2, 3 (lock held), 4 (credentials, fail-fast) and
+5 (the token endpoint cannot be reached)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import socket
+import ssl
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 from click.testing import CliRunner, Result
 from conftest import default_state
 from e2e import orders_csv, out_args
 
+from batch import auth
 from batch.cli import main
 from batch.lock import StateLock
 from batch.sandbox import SandboxServer
@@ -185,3 +192,76 @@ def test_a_state_file_belongs_to_one_organization_and_environment(
     assert result.exit_code == 2
     assert "use a separate --state for each organization and environment" in result.stderr
     assert _api_posts(other) == 0
+
+
+@contextlib.contextmanager
+def _token_endpoint_down(how: str) -> Iterator[str]:
+    """The URL of a token endpoint on 127.0.0.1 that cannot be reached in the way `how` says."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    if how == "refused":
+        listener.close()
+        yield f"http://127.0.0.1:{port}/oauth/token"
+        return
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(tls)  # a CA nobody trusts
+    stop = threading.Event()
+
+    def serve() -> None:
+        listener.settimeout(0.05)
+        held = []
+        while not stop.is_set():
+            with contextlib.suppress(OSError):
+                conn = listener.accept()[0]
+                held.append(conn)
+                if how == "untrusted":
+                    with contextlib.suppress(ssl.SSLError, OSError):
+                        tls.wrap_socket(conn, server_side=True)
+        for conn in held:  # "silent": accepted, never answered
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    scheme = "https" if how == "untrusted" else "http"
+    try:
+        yield f"{scheme}://127.0.0.1:{port}/oauth/token"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("how", "cause"),
+    [("refused", "connection refused"), ("untrusted", "TLS"), ("silent", "timeout")],
+)
+def test_exit_5_when_the_token_endpoint_cannot_be_reached(
+    sandbox: SandboxServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+    cause: str,
+) -> None:
+    monkeypatch.setattr(auth, "TOKEN_ATTEMPTS", 2)  # one retry, 2 s: the cause is the same
+    with _token_endpoint_down(how) as auth_url:
+        env = {**sandbox.env(), "CL_AUTH_URL": auth_url}
+        result, out = _run(tmp_path, orders_csv(tmp_path, ["A1", "A2"]), env, "--timeout", "0.5")
+    assert result.exit_code == 5, result.stderr
+    assert f"could not reach the token endpoint {auth_url} ({cause})" in result.stderr
+    assert "Traceback" not in result.output
+    assert sandbox.request_log() == []
+    assert _statuses(out) == ["not_attempted"] * 2
+    assert json.loads((out / "summary.json").read_text())["exit_code"] == 5
+
+
+def test_reconcile_exits_5_when_the_token_endpoint_cannot_be_reached(
+    sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    result, out = _run(tmp_path, orders_csv(tmp_path, ["A1"]), sandbox.env())
+    assert result.exit_code == 0, result.stderr
+    monkeypatch.setattr(auth, "TOKEN_ATTEMPTS", 1)
+    with _token_endpoint_down("refused") as auth_url:
+        args = ["reconcile", "--state", str(out / "state.sqlite"), "--report", str(out / "rec.csv")]
+        result = CliRunner().invoke(main, args, env={**sandbox.env(), "CL_AUTH_URL": auth_url})
+    assert result.exit_code == 5, result.output
+    assert "(connection refused)" in result.stderr

@@ -84,7 +84,7 @@ def test_every_module_imports_and_a_batch_runs_without_posix_modules(tmp_path: P
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.splitlines()[-1])
-    assert {"batch.lock", "batch.shutdown", "batch.runner", "batch.cli", "batch.eventloop"} <= set(
+    assert {"batch.lock", "batch.shutdown", "batch.runner", "batch.cli", "batch.api"} <= set(
         result["modules"]
     )
     assert len(result["modules"]) >= 50

@@ -1,16 +1,11 @@
 """The click layer: parse options, build settings, call one plain function, map errors.
 
-Exit codes:
-  0    every row created or already created
-  1    some rows not created (failed, invalid, duplicate, not_attempted)
-  2    usage, configuration or input-file problem
-  3    another run holds the lock of this organization and environment
-  4    authentication or configuration refused by the API
-  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
+The exit codes are `batch.errors.EXIT_CODES`; each command's `--help` shows its own.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -24,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from batch import __version__, eventloop
+from batch import __version__
 from batch.cli.progress import BarProgress, LogProgress
 from batch.cli.sandbox import sandbox
 from batch.config import (
@@ -35,7 +30,14 @@ from batch.config import (
     ApiConfig,
     RunOptions,
 )
-from batch.errors import PaybatchError, UsageError
+from batch.errors import (
+    RECONCILE,
+    RUN,
+    VALIDATE,
+    PaybatchError,
+    UsageError,
+    exit_codes_help,
+)
 from batch.inputs import parse_column_mapping
 from batch.logs import configure_logging, register_secret
 from batch.progress import NullProgress, Progress
@@ -46,16 +48,6 @@ from batch.statefile import HOME_VARIABLE, STATE_VARIABLE, data_dir
 
 log = logging.getLogger("batch.cli")
 F = TypeVar("F", bound=Callable[..., Any])
-
-EPILOG = """\b
-Exit codes:
-  0    every row created or already created
-  1    some rows not created (failed, invalid, duplicate, not_attempted)
-  2    usage, configuration or input-file problem
-  3    another run holds the lock of this organization and environment
-  4    authentication or configuration refused by the API
-  130  interrupted by SIGINT (Ctrl-C); 143 by SIGTERM
-"""
 
 
 def _windows(
@@ -176,7 +168,7 @@ def _summary(result: RunResult, *, state_kept: bool = True) -> None:
         _say(f"paybatch: {result.message}", logging.ERROR if result.exit_code else logging.INFO)
 
 
-@click.group(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(epilog=exit_codes_help(), context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="paybatch")
 def main() -> None:
     """Create Commerce Layer external payments from a spreadsheet, exactly once,
@@ -192,7 +184,7 @@ def main() -> None:
     """
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=exit_codes_help(RUN))
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @output_options
 @input_options
@@ -335,7 +327,7 @@ def run(
                 # would take them for orders already paid. $PAYBATCH_STATE does not count.
                 scratch = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 options = replace(options, state_path=scratch / "sandbox.sqlite", state_dir=scratch)
-            result = eventloop.run(
+            result = asyncio.run(
                 run_payments(
                     options,
                     api_config,
@@ -368,7 +360,7 @@ def _progress(show: bool | None, quiet: bool) -> Progress:
     return NullProgress() if quiet else LogProgress()
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=exit_codes_help(VALIDATE))
 @click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
 @output_options
 @input_options
@@ -434,7 +426,7 @@ def validate(
         sys.exit(result.exit_code)
 
 
-@main.command(epilog=EPILOG)
+@main.command(epilog=exit_codes_help(RECONCILE))
 @click.argument(
     "input_path",
     required=False,

@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from batch.errors import SANDBOX, exit_codes_help
+
 if TYPE_CHECKING:
     from batch.sandbox import Limit, SandboxConfig, SandboxServer
 
@@ -27,11 +29,7 @@ Once listening, it prints on stdout the lines that point paybatch at it:
 Paste them into another shell, then run paybatch there. With --json it prints
 one JSON line instead: base_url, auth_url, mode, pid and env (the same four).
 
-\b
-Exit codes:
-  0    stopped by SIGINT (Ctrl-C) or SIGTERM
-  2    a bad option, a bad --orders file, or a port or address it cannot listen on
-"""
+""" + exit_codes_help(SANDBOX)
 
 
 def _limits(ctx: click.Context, param: click.Parameter, value: Any) -> Any:

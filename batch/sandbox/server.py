@@ -13,7 +13,6 @@ from typing import Any
 
 from aiohttp import web
 
-from batch import eventloop
 from batch.sandbox.app import build_app
 from batch.sandbox.config import PaymentMethodKind, SandboxConfig
 from batch.sandbox.state import new_sandbox
@@ -141,7 +140,7 @@ class SandboxServer:
 
     def _run(self) -> None:
         try:
-            eventloop.run(self._serve())
+            asyncio.run(self._serve())
         except BaseException as exc:  # reported to start(); a thread has nobody else to tell
             self._failure = exc
             self._ready.set()
