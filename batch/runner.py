@@ -70,7 +70,8 @@ def new_run_id(now: datetime) -> str:
 
 
 def exit_code_for(counts: Counter[str]) -> int:
-    done = counts[RowStatus.CREATED] + counts[RowStatus.ALREADY_CREATED]
+    # A skipped row (a repeated header line) is not an order, so not a problem either.
+    done = counts[RowStatus.CREATED] + counts[RowStatus.ALREADY_CREATED] + counts[RowStatus.SKIPPED]
     return 0 if done == sum(counts.values()) else 1
 
 
@@ -336,7 +337,7 @@ def validate_file(
         )
         paths = writer.commit(info)
         counts = Counter(writer.counts)
-    valid = counts[RowStatus.VALID] == sum(counts.values())
+    valid = counts[RowStatus.VALID] + counts[RowStatus.SKIPPED] == sum(counts.values())
     return RunResult(run_id=run_id, exit_code=0 if valid else 1, counts=dict(counts), paths=paths)
 
 

@@ -114,8 +114,8 @@ def no_sheet_qualifies(
     )
     required = fields_for(match)[:2]
     missing = ", ".join(required)
-    candidates = [s.best for s in searches.values() if s.best]
-    hint = suggest(candidates[0], required, match) if candidates else ""
+    hints = (suggest(s.best, required, match) for s in searches.values() if s.best)
+    hint = next((h for h in hints if h), "")
     return InputFileError(
         msg.NO_SHEET_QUALIFIES.format(
             name=name, missing=missing, rows=HEADER_SEARCH_ROWS, sheets=listing, hint=hint

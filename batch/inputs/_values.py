@@ -44,10 +44,10 @@ _CONTROL_NAMES = {
 
 
 def char_name(ch: str) -> str:
-    """`U+200B ZERO WIDTH SPACE`; controls, which have no Unicode name, get a common one."""
+    """`U+200B ZERO WIDTH SPACE`; controls have no Unicode name, the common ones get theirs."""
     code = ord(ch)
-    name = unicodedata.name(ch, "") or _CONTROL_NAMES.get(code, "control character")
-    return f"U+{code:04X} {name}"
+    name = unicodedata.name(ch, "") or _CONTROL_NAMES.get(code, "")
+    return f"U+{code:04X} {name}" if name else f"U+{code:04X}"
 
 
 def _at(column: str, what: str, value: str, index: int) -> str:
