@@ -14,7 +14,13 @@ from dataclasses import replace
 from typing import Any
 
 from batch.inputs._headers import Layout
-from batch.inputs._values import key_problem, masked_token_problem, text_problem
+from batch.inputs._values import (
+    KEY_PLAIN,
+    TOKEN_PLAIN,
+    key_problem,
+    masked_token_problem,
+    text_problem,
+)
 from batch.rows import DUPLICATE_ORDER, REPEATED_HEADER, InputRow, RowProblem
 
 BLANK_ORDER_ID = "BLANK_ORDER_ID"
@@ -100,6 +106,7 @@ class RowChecker:
         self._token_index = layout.known[TOKEN]
         # The header's own texts, casefolded: the same row again inside the data is skipped.
         self._header_key = layout.headers[self._key_index].casefold()
+        self._header_key_length = len(layout.headers[self._key_index])
         self._header_token = layout.headers[self._token_index].casefold()
         self._blank_key = BLANK_ORDER_NUMBER if layout.key == "order_number" else BLANK_ORDER_ID
         self._text = [c for c in TEXT_FIELDS if c in layout.known]
@@ -120,6 +127,8 @@ class RowChecker:
         if token[0].isdigit() and _CARD_NUMBER.fullmatch(token):
             detail = "payment_source_token looks like a payment card number; refused, never sent"
             return RowProblem(CARD_NUMBER_TOKEN, detail)
+        if KEY_PLAIN.fullmatch(key) and TOKEN_PLAIN.fullmatch(token):
+            return None
         found = key_problem(self._key, key, comma=True) or key_problem(TOKEN, token, comma=False)
         return found or masked_token_problem(TOKEN, token)
 
@@ -137,7 +146,7 @@ class RowChecker:
         key = values[self._key]
         token = values[TOKEN]
         problem = None
-        if key.casefold() == self._header_key and self._repeated_header(cells):
+        if len(key) == self._header_key_length and self._repeated_header(cells):
             detail = "the header row again (two exports pasted together?); skipped, not an order"
             problem = RowProblem(REPEATED_HEADER, detail)
         problem = problem or flagged

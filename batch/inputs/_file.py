@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from python_calamine import CalamineSheet
+
 from batch.errors import InputFileError
 from batch.inputs import _messages as msg
 from batch.inputs._checks import DuplicateOrders, RowChecker
@@ -12,11 +14,12 @@ from batch.inputs._detect import Detected, FileKind, detect, stat_key
 from batch.inputs._find import Search, header_layout, no_sheet_qualifies, search_header
 from batch.inputs._headers import Layout, Match, check_mapping
 from batch.inputs._sheets import (
-    Workbook,
     active_sheet,
     cell_text,
     numeric_key_problem,
     open_workbook,
+    sheet_records,
+    sheet_text,
     unsaved_cells,
 )
 from batch.inputs._text import (
@@ -65,6 +68,9 @@ class InputFile:
         self._detected = detected
         self._count: int | None = None
         self._unsaved: dict[tuple[int, int], RowProblem] = {}
+        # The sheet loaded to find the header, kept for the first pass over the rows only:
+        # loading is most of a workbook's reading time.
+        self._loaded: CalamineSheet | None = None
         if text is not None:
             self.sheet_name: str | None = None
             search = search_header(path.name, text_records(path, text), columns, match)
@@ -85,7 +91,12 @@ class InputFile:
                 found = ", ".join(book.names)
                 raise InputFileError(msg.NO_SUCH_SHEET.format(name=name, sheet=sheet, found=found))
             names = [sheet] if sheet is not None else book.names
-            searches = {n: search_header(name, _text_cells(book, n), columns, match) for n in names}
+            searches: dict[str, Search] = {}
+            for candidate in names:
+                loaded = book.sheet(candidate)
+                searches[candidate] = search_header(name, sheet_text(loaded), columns, match)
+                if searches[candidate].header is not None and self._loaded is None:
+                    self._loaded = loaded
         chosen = [n for n, s in searches.items() if s.header is not None]
         if len(names) == 1 or len(chosen) == 1:
             one = chosen[0] if chosen else names[0]
@@ -115,30 +126,32 @@ class InputFile:
 
     def _sheet_data(self) -> Iterator[DataRecord]:
         assert self.sheet_name is not None
+        loaded, self._loaded = self._loaded, None
+        if loaded is None:
+            with open_workbook(self.path, self.kind) as book:
+                loaded = book.sheet(self.sheet_name)
         layout, unsaved = self._layout, self._unsaved
         keys = [(c, layout.known[c]) for c in (layout.key, "payment_source_token")]
         known = list(layout.known.items())
         header = self.header_row
-        with open_workbook(self.path, self.kind) as book:
-            for number, values in book.records(self.sheet_name):
-                if number <= header:
-                    continue
-                cells = [cell_text(v) for v in values]
-                if not any(cells) and not unsaved:
-                    continue
-                problem = None
-                size = len(values)
-                for column, i in keys:
-                    if i < size and type(values[i]) is not str:
-                        problem = problem or numeric_key_problem(column, values[i])
-                if unsaved:
-                    for column, i in known:
-                        flagged = unsaved.get((number, i))
-                        if flagged is not None and not (cells[i] if i < size else ""):
-                            detail = f"{column}: {flagged.detail}"
-                            problem = problem or RowProblem(flagged.code, detail)
-                if problem is not None or any(cells):
-                    yield number, cells, problem
+        for number, values in sheet_records(loaded):
+            if number <= header:
+                continue
+            cells = [v.strip() if type(v) is str else cell_text(v) for v in values]
+            if not any(cells) and not unsaved:
+                continue
+            problem = None
+            size = len(values)
+            for column, i in keys:
+                if i < size and type(values[i]) is not str:
+                    problem = problem or numeric_key_problem(column, values[i])
+            if unsaved:
+                for column, i in known:
+                    flagged = unsaved.get((number, i))
+                    if flagged is not None and not (cells[i] if i < size else ""):
+                        problem = problem or RowProblem(flagged.code, f"{column}: {flagged.detail}")
+            if problem is not None or any(cells):
+                yield number, cells, problem
 
     def _data_records(self) -> Iterator[DataRecord]:
         self._check_unchanged()
@@ -157,11 +170,6 @@ class InputFile:
         if self._count is None:
             self._count = sum(1 for _ in self._data_records())
         return self._count
-
-
-def _text_cells(book: Workbook, sheet: str) -> Iterator[tuple[int, list[str]]]:
-    for number, values in book.records(sheet):
-        yield number, [cell_text(v) for v in values]
 
 
 def _text_format(

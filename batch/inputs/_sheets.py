@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from python_calamine import CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
+from python_calamine import CalamineSheet, CalamineWorkbook, SheetTypeEnum, SheetVisibleEnum
 
 from batch.errors import InputFileError
 from batch.inputs import _messages as msg
@@ -87,22 +87,32 @@ class Workbook:
             msg.CORRUPT_WORKBOOK.format(name=self._path.name, format=self._kind.label)
         )
 
-    def records(self, name: str) -> Iterator[SheetRecord]:
-        """(spreadsheet row, raw cells from column A) for every row of sheet `name`."""
+    def sheet(self, name: str) -> CalamineSheet:
+        """Sheet `name`, loaded whole (calamine has no lazy rows); it outlives the workbook."""
         try:
-            sheet = self._book.get_sheet_by_name(name)
+            return self._book.get_sheet_by_name(name)
         except Exception:
             raise self._corrupt() from None
-        start = sheet.start
-        if start is None:  # an empty sheet (iter_rows() cannot start on one)
-            return
-        # Rows come from row 1, cells from the first used column: pad to column A.
-        pad: list[Cell] = [""] * start[1]
-        for number, values in enumerate(sheet.iter_rows(), start=1):
-            yield number, (pad + values if pad else values)
 
     def close(self) -> None:
         self._book.close()
+
+
+def sheet_records(sheet: CalamineSheet) -> Iterator[SheetRecord]:
+    """(spreadsheet row, raw cells from column A) for every row of a loaded sheet."""
+    start = sheet.start
+    if start is None:  # an empty sheet (iter_rows() cannot start on one)
+        return
+    # Rows come from row 1, cells from the first used column: pad to column A.
+    pad: list[Cell] = [""] * start[1]
+    for number, values in enumerate(sheet.iter_rows(), start=1):
+        yield number, (pad + values if pad else values)
+
+
+def sheet_text(sheet: CalamineSheet) -> Iterator[tuple[int, list[str]]]:
+    """The rows of a loaded sheet as text, for finding the header."""
+    for number, values in sheet_records(sheet):
+        yield number, [cell_text(v) for v in values]
 
 
 @contextmanager

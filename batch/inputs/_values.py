@@ -21,6 +21,10 @@ COMMA_IN_VALUE = "COMMA_IN_VALUE"
 EXCEL_APOSTROPHE = "EXCEL_APOSTROPHE"
 MASKED_TOKEN = "MASKED_TOKEN"
 
+# The common case, in one match: printable ASCII with nothing to refuse. A key has no
+# comma and a token no `*`; neither starts with an apostrophe, nor a token with 4 crosses.
+KEY_PLAIN = re.compile(r"[!-&(-+\--~][!-+\--~]*")
+TOKEN_PLAIN = re.compile(r"(?![xX]{4})[!-&()+-~][!-)+-~]*")
 # ASCII characters a key field never holds: controls, DEL, and the space (inside a value;
 # the edges are trimmed before this).
 _ASCII_BAD = re.compile(r"[\x00-\x20\x7f]")
