@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from batch.inputs._text import (
 )
 from batch.rows import InputRow, RowProblem
 
+log = logging.getLogger(__name__)
 # (spreadsheet row, trimmed cells, a problem the reader found in a cell)
 DataRecord = tuple[int, list[str], RowProblem | None]
 
@@ -79,7 +81,9 @@ class InputFile:
             self.sheet_name, self.header_row, layout = self._find_sheet(sheet, columns)
             if self.kind is FileKind.XLSX:
                 self._unsaved = unsaved_cells(path, self.sheet_name)
-        self.sheet = self.sheet_name
+        if self.header_row != 1:
+            where = f" of sheet {self.sheet_name!r}" if self.sheet_name else ""
+            log.info("%s: header found at row %d%s", path.name, self.header_row, where)
         self._layout: Layout = layout
         self.headers: list[str] = list(layout.headers)
         self.extra_headers: list[str] = [key for key, _ in layout.extra]
@@ -91,6 +95,7 @@ class InputFile:
                 found = ", ".join(book.names)
                 raise InputFileError(msg.NO_SUCH_SHEET.format(name=name, sheet=sheet, found=found))
             names = [sheet] if sheet is not None else book.names
+            hidden = book.hidden
             searches: dict[str, Search] = {}
             for candidate in names:
                 loaded = book.sheet(candidate)
@@ -102,7 +107,7 @@ class InputFile:
             one = chosen[0] if chosen else names[0]
             return one, *header_layout(name, searches[one], columns, match)
         if chosen:
-            listed = ", ".join(repr(n) for n in chosen)
+            listed = ", ".join(repr(n) + (" (hidden)" if n in hidden else "") for n in chosen)
             active = active_sheet(self.path, self.kind)
             saved = f" (the workbook was saved with sheet {active!r} active)" if active else ""
             raise InputFileError(msg.SEVERAL_SHEETS.format(name=name, sheets=listed, active=saved))

@@ -87,6 +87,7 @@ def key_problem(column: str, value: str, *, comma: bool) -> RowProblem | None:
     """Why a non-blank, trimmed key value cannot be sent as typed, or None.
 
     `comma`: refuse a comma too (order ids and numbers go into comma-separated filters).
+    The position named in the detail is 1-based, in characters of the trimmed value.
     """
     if value[0] == "'":
         detail = (
