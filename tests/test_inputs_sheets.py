@@ -238,3 +238,22 @@ def test_report_xlsx_fed_back_is_refused(tmp_path: Path) -> None:
         InputFileError, match=r"^report\.xlsx: this is a paybatch report \(its columns"
     ):
         open_input(path)
+
+
+def test_a_sheet_starting_at_column_b_keeps_column_numbers(tmp_path: Path) -> None:
+    path = tmp_path / "orders.xlsx"
+    wb = openpyxl.Workbook()
+    ws = wb.active
+    ws["B3"], ws["C3"], ws["D3"] = "order_id", "payment_source_token", "reference"
+    ws["B4"], ws["C4"], ws["D4"] = "ORD1", "tok_1", "=1+1"  # no saved value
+    ws["B5"], ws["C5"], ws["E5"] = "ORD2", "tok_2", "spill"
+    wb.save(path)
+    f = open_input(path)
+    assert (f.header_row, f.headers) == (3, ["", "order_id", "payment_source_token", "reference"])
+    rows = list(f.rows())
+    assert [(r.row, r.order_id, r.problem and r.problem.code) for r in rows] == [
+        (4, "ORD1", FORMULA_WITHOUT_VALUE),
+        (5, "ORD2", "TOO_MANY_CELLS"),
+    ]
+    assert rows[1].problem is not None
+    assert rows[1].problem.detail.startswith("column 5 has a value but the header has only 4")

@@ -77,12 +77,16 @@ class Workbook:
         try:
             self._book = CalamineWorkbook.from_path(str(path))
             meta = self._book.sheets_metadata
-        except Exception:  # calamine raises its own errors, and OSError, for a bad file
-            raise self._corrupt() from None
+        except BaseException as exc:
+            raise self._corrupt(exc) from None
         self.names = [m.name for m in meta if m.typ == SheetTypeEnum.WorkSheet]
         self.hidden = {m.name for m in meta if m.visible != SheetVisibleEnum.Visible}
 
-    def _corrupt(self) -> InputFileError:
+    def _corrupt(self, exc: BaseException) -> InputFileError:
+        # calamine raises its own errors, and OSError, for a bad file; a panic in its Rust
+        # code surfaces as pyo3's PanicException, a BaseException. Anything else goes on.
+        if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+            raise exc
         return InputFileError(
             msg.CORRUPT_WORKBOOK.format(name=self._path.name, format=self._kind.label)
         )
@@ -91,8 +95,8 @@ class Workbook:
         """Sheet `name`, loaded whole (calamine has no lazy rows); it outlives the workbook."""
         try:
             return self._book.get_sheet_by_name(name)
-        except Exception:
-            raise self._corrupt() from None
+        except BaseException as exc:
+            raise self._corrupt(exc) from None
 
     def close(self) -> None:
         self._book.close()
