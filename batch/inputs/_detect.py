@@ -17,7 +17,7 @@ from batch.errors import InputFileError
 from batch.inputs import _messages as msg
 
 ZIP_MAGIC = b"PK\x03\x04"
-OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Excel 97-2003 .xls
+OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # Excel 97-2003 .xls (and other old Office files)
 UTF8_BOM = codecs.BOM_UTF8
 UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 READ_CHUNK = 1 << 20
@@ -59,9 +59,11 @@ _OTHER_MAGIC = (
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive"),
 )
 _OPENDOCUMENT = "application/vnd.oasis.opendocument."
-_OPENDOCUMENT_KINDS = {"text": "an OpenDocument text document (.odt)",
-                       "presentation": "an OpenDocument presentation (.odp)",
-                       "graphics": "an OpenDocument drawing (.odg)"}  # fmt: skip
+_OPENDOCUMENT_KINDS = {
+    "text": "an OpenDocument text document (.odt)",
+    "presentation": "an OpenDocument presentation (.odp)",
+    "graphics": "an OpenDocument drawing (.odg)",
+}
 
 
 @dataclass(frozen=True, slots=True)
