@@ -86,7 +86,9 @@ class InputRow:
 
     def fingerprint(self) -> str:
         """A SHA-256 of the payload sent for this row; the raw token never leaves this hash."""
-        doc = {"order_id": self.order_id, "attributes": self.attributes()}
+        doc: dict[str, Any] = {"order_id": self.order_id, "attributes": self.attributes()}
+        if self.order_number:  # only then: fingerprints of rows keyed by id stay as they were
+            doc["order_number"] = self.order_number
         blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

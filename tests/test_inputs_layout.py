@@ -241,3 +241,9 @@ def test_a_mapping_for_the_key_not_in_use_is_a_usage_error(tmp_path: Path) -> No
     path = write(tmp_path, "order_id,payment_source_token\nA,tok_a\n")
     with pytest.raises(UsageError, match="only used with --match number"):
         open_input(path, columns={"order_number": "Nr"})
+
+
+def test_rows_matched_by_number_have_distinct_fingerprints(tmp_path: Path) -> None:
+    path = write(tmp_path, "Order #,payment_source_token\n1001,tok_a\n1002,tok_a\n")
+    first, second = open_input(path, match="number").rows()
+    assert first.fingerprint() != second.fingerprint()
