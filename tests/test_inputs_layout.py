@@ -247,3 +247,13 @@ def test_rows_matched_by_number_have_distinct_fingerprints(tmp_path: Path) -> No
     path = write(tmp_path, "Order #,payment_source_token\n1001,tok_a\n1002,tok_a\n")
     first, second = open_input(path, match="number").rows()
     assert first.fingerprint() != second.fingerprint()
+
+
+@pytest.mark.parametrize("delimiter", [",", ";"])
+def test_missing_columns_name_the_likeliest_header_row(tmp_path: Path, delimiter: str) -> None:
+    text = "Payouts for March\nOrder Ref,Card Token,Amount\nA,tok_a,1\n"
+    path = write(tmp_path, text.replace(",", delimiter))
+    assert refusal(path).startswith(
+        "orders.csv: missing required column(s): order_id, payment_source_token"
+        " (found: Order Ref, Card Token, Amount);"
+    )

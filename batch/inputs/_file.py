@@ -30,7 +30,7 @@ from batch.inputs._text import (
     sample_records,
     sep_line_delimiter,
     text_records,
-    widest_first_record,
+    widest_delimiter,
 )
 from batch.rows import InputRow, RowProblem
 
@@ -191,7 +191,7 @@ def _text_format(
         found: Search = search_header(path.name, sample_records(path, fmt), columns, match)
         if found.header is not None:
             return fmt
-    widest = widest_first_record(path, encoding)
+    widest = widest_delimiter(path, encoding)
     if widest is None:
         raise InputFileError(msg.EMPTY.format(name=path.name))
     return TextFormat(encoding, widest, eof_marker=eof)

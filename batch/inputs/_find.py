@@ -73,7 +73,7 @@ def _search(
     name: str, records: Iterator[Record], columns: Mapping[str, str], match: Match
 ) -> Search:
     first: list[str] | None = None
-    best: tuple[int, list[str]] | None = None
+    best: tuple[tuple[int, int], list[str]] | None = None
     for number, cells in records:
         if number > HEADER_SEARCH_ROWS:
             break
@@ -86,8 +86,10 @@ def _search(
         found = _required_found(headers, normalised, columns, match)
         if found == 2:
             return Search((number, cells), first, headers)
-        if best is None or found > best[0]:
-            best = found, headers
+        # Closest: the most required fields, then the most cells (a title row has one).
+        score = found, sum(1 for h in headers if h)
+        if best is None or score > best[0]:
+            best = score, headers
     return Search(None, first, best[1] if best else None)
 
 

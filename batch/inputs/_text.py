@@ -59,8 +59,8 @@ def sample_records(path: Path, fmt: TextFormat) -> Iterator[Record]:
         return
 
 
-def widest_first_record(path: Path, encoding: str) -> str | None:
-    """The candidate that splits the first non-blank record into the most fields.
+def widest_delimiter(path: Path, encoding: str) -> str | None:
+    """The candidate that splits the first 20 non-blank records into the most fields.
 
     None when no line holds anything but whitespace and delimiters: the file has no header.
     """
@@ -68,7 +68,7 @@ def widest_first_record(path: Path, encoding: str) -> str | None:
         sample = f.read(SNIFF_CHARS)
     best, best_fields = None, 0
     for delimiter in delimiter_order(path):
-        fields = _first_record_width(sample, delimiter)
+        fields = _widest_record(sample, delimiter)
         if fields > best_fields:
             best, best_fields = delimiter, fields
     return best
@@ -80,14 +80,18 @@ def delimiter_order(path: Path) -> tuple[str, ...]:
     return (preferred, *(d for d in DELIMITERS if d != preferred))
 
 
-def _first_record_width(sample: str, delimiter: str) -> int:
+def _widest_record(sample: str, delimiter: str, records: int = 20) -> int:
+    widest = 0
     try:
         for record in csv.reader(io.StringIO(sample, newline=""), delimiter=delimiter):
             if any(cell.strip(_BLANK_CHARS) for cell in record):
-                return len(record)
+                widest = max(widest, len(record))
+                records -= 1
+                if not records:
+                    break
     except csv.Error:
-        return 0
-    return 0
+        return widest
+    return widest
 
 
 QuoteCheck = Callable[[int, list[str]], None]
