@@ -39,10 +39,6 @@ log = logging.getLogger(__name__)
 DataRecord = tuple[int, list[str], RowProblem | None]
 
 
-def _is_blank(cells: list[str]) -> bool:
-    return not any(cells)
-
-
 class InputFile:
     """An opened input: its identity, headers, and rows that can be read again from the top.
 
