@@ -83,7 +83,7 @@ async def preview_file(
 
 
 def exit_code_of_preview(counts: Counter[str], errors: Counter[str]) -> int:
-    would = counts[RowStatus.VALID] + counts[RowStatus.ALREADY_CREATED] + counts.get("skipped", 0)
+    would = counts[RowStatus.VALID] + counts[RowStatus.ALREADY_CREATED] + counts[RowStatus.SKIPPED]
     flagged = any(code in FLAG_CODES for code in errors)
     return 0 if would == sum(counts.values()) and not flagged else 1
 

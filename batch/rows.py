@@ -12,6 +12,7 @@ from typing import Any
 # The columns the API knows; everything else in the input is carried through untouched.
 KNOWN_COLUMNS = (
     "order_id",
+    "order_number",  # the key instead of order_id with `--match number`
     "payment_source_token",
     "reference",
     "reference_origin",
@@ -30,11 +31,14 @@ class RowStatus(enum.StrEnum):
     INVALID = "invalid"
     DUPLICATE = "duplicate"
     NOT_ATTEMPTED = "not_attempted"
+    SKIPPED = "skipped"  # not an order: a header row repeated inside the data
     VALID = "valid"  # only in `paybatch validate` reports
 
 
 # Problem code that inputs uses for an order repeated in the same file.
 DUPLICATE_ORDER = "DUPLICATE_ORDER"
+# ...and for the header row repeated inside the data (two exports pasted together).
+REPEATED_HEADER = "REPEATED_HEADER"
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +54,7 @@ class InputRow:
     """One data row of the input file, typed and checked."""
 
     row: int  # spreadsheet row number: header = 1, first data row = 2
-    order_id: str
+    order_id: str  # "" with `--match number`
     payment_source_token: str
     reference: str | None = None
     reference_origin: str | None = None
@@ -58,14 +62,17 @@ class InputRow:
     options: Mapping[str, Any] | None = None
     extra: Mapping[str, str] = field(default_factory=dict)  # other columns by original header
     problem: RowProblem | None = None
+    order_number: str = ""  # the key with `--match number`, else ""
 
     @property
     def status_if_refused(self) -> RowStatus | None:
-        """`invalid` or `duplicate` for a row that must not be sent, else None."""
+        """`invalid`, `duplicate` or `skipped` for a row that must not be sent, else None."""
         if self.problem is None:
             return None
         if self.problem.code == DUPLICATE_ORDER:
             return RowStatus.DUPLICATE
+        if self.problem.code == REPEATED_HEADER:
+            return RowStatus.SKIPPED
         return RowStatus.INVALID
 
     def attributes(self) -> dict[str, Any]:
@@ -79,7 +86,9 @@ class InputRow:
 
     def fingerprint(self) -> str:
         """A SHA-256 of the payload sent for this row; the raw token never leaves this hash."""
-        doc = {"order_id": self.order_id, "attributes": self.attributes()}
+        doc: dict[str, Any] = {"order_id": self.order_id, "attributes": self.attributes()}
+        if self.order_number:  # only then: fingerprints of rows keyed by id stay as they were
+            doc["order_number"] = self.order_number
         blob = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 

@@ -79,7 +79,7 @@ def new_run_id(now: datetime) -> str:
 def exit_code_for(counts: Counter[str], errors: Counter[str] | None = None) -> int:
     """0: every row created or already created, with nothing for a person to look at."""
     done = counts[RowStatus.CREATED] + counts[RowStatus.ALREADY_CREATED]
-    done += counts.get("skipped", 0)
+    done += counts[RowStatus.SKIPPED]  # a repeated header line is not an order
     flagged = any(code in FLAG_CODES for code in (errors or {}))
     return 0 if done == sum(counts.values()) and not flagged else 1
 
@@ -421,7 +421,7 @@ def validate_file(
         )
         paths = writer.commit(info)
         counts = Counter(writer.counts)
-    valid = counts[RowStatus.VALID] == sum(counts.values())
+    valid = counts[RowStatus.VALID] + counts[RowStatus.SKIPPED] == sum(counts.values())
     return RunResult(run_id=run_id, exit_code=0 if valid else 1, counts=dict(counts), paths=paths)
 
 

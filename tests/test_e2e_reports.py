@@ -31,13 +31,18 @@ INJECTIONS = [
 HEADER = ["order_id", "payment_source_token", "reference", "notes"]
 
 
+def _order_id(text: str, i: int) -> str:
+    """The injection as an order id: without spaces and commas, which an id never holds."""
+    return text.replace(" ", "").replace(",", "") + f"#{i}"
+
+
 def _rows() -> list[list[str]]:
     """Valid rows whose order id, reference and free text each try a formula."""
     rows = [
         ["000123", "tok_plain_0000AAAA", "INV-1", "plain"],  # leading zeros must stay text
     ]
     for i, text in enumerate(INJECTIONS):
-        rows.append([f"{text}#{i}", f"tok_inject_{i:04d}ZZZZ", text, text])
+        rows.append([_order_id(text, i), f"tok_inject_{i:04d}ZZZZ", text, text])
     rows.append(["000123", "tok_dup_BBBB", "", "repeated order"])  # duplicate
     rows.append(["", "tok_blank_CCCC", "", "=blank order"])  # invalid
     return rows
@@ -98,12 +103,12 @@ def test_injection_corpus_is_neutralised_in_both_reports(
     # The order ids reached the API unaltered; only the report cells are prefixed.
     sent = set(sandbox.payments_by_order())
     for i, text in enumerate(INJECTIONS):
-        assert f"{text}#{i}" in sent
+        assert _order_id(text, i) in sent
         line = by_row[3 + i]
         assert line["status"] == "created"
-        assert line["order_id"] == f"'{text}#{i}"
+        assert line["order_id"] == f"'{_order_id(text, i)}"
         assert line["notes"] == f"'{text}"
-        assert sandbox.payments_by_order()[f"{text}#{i}"][0]["attributes"]["reference"] == text
+        assert sandbox.payments_by_order()[_order_id(text, i)][0]["attributes"]["reference"] == text
     for line in lines:
         for value in line.values():
             assert not value.startswith(("=", "+", "-", "@", "\t", "\r")), value

@@ -30,7 +30,8 @@ def test_missing_required_column(tmp_path: Path) -> None:
     path.write_text("Order ID,Token,Notes\nA,t,n\n", encoding="utf-8")
     assert refusal(path) == (
         "orders.csv: missing required column(s): payment_source_token"
-        " (found: Order ID, Token, Notes)"
+        ' (found: Order ID, Token, Notes); if "Token" holds the payment_source_token,'
+        ' add --column payment_source_token="Token"'
     )
 
 
@@ -80,9 +81,9 @@ def test_empty(tmp_path: Path, content: bytes) -> None:
 
 def test_binary(tmp_path: Path) -> None:
     path = tmp_path / "orders.csv"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    path.write_bytes(b"order_id,payment_source_token\n\x00\x00\x00\rIHDR")
     assert refusal(path) == (
-        "orders.csv: not a text or XLSX file (it contains NUL bytes;"
+        "orders.csv: not a text file or a workbook (it contains NUL bytes;"
         " UTF-16 needs a byte-order mark)"
     )
 
@@ -90,21 +91,24 @@ def test_binary(tmp_path: Path) -> None:
 def test_utf16_without_bom_is_refused_as_binary(tmp_path: Path) -> None:
     path = tmp_path / "orders.txt"
     path.write_bytes("order_id\tpayment_source_token\n".encode("utf-16-le"))
-    assert refusal(path).startswith("orders.txt: not a text or XLSX file")
+    assert refusal(path).startswith("orders.txt: not a text file or a workbook")
 
 
 def test_not_text(tmp_path: Path) -> None:
     path = tmp_path / "orders.csv"
     path.write_bytes(b"order_id,payment_source_token\n\x81\x8d\x8f\x90\x9d\n")  # not cp1252
     assert refusal(path) == (
-        "orders.csv: not text in UTF-8, UTF-16 or Windows-1252, and not an XLSX workbook"
+        "orders.csv: not text in UTF-8, UTF-16 or Windows-1252, and not a workbook"
     )
 
 
-def test_old_xls(tmp_path: Path) -> None:
+def test_damaged_xls(tmp_path: Path) -> None:
     path = tmp_path / "orders.xls"
     path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 64)
-    assert refusal(path) == "orders.xls: an Excel 97-2003 .xls workbook; save it as .xlsx or CSV"
+    assert refusal(path) == (
+        "orders.xls: cannot be read as an Excel 97-2003 (.xls) workbook (damaged or"
+        " password-protected); open it in Excel and save it again"
+    )
 
 
 def test_corrupt_xlsx_truncated(tmp_path: Path) -> None:
@@ -115,7 +119,7 @@ def test_corrupt_xlsx_truncated(tmp_path: Path) -> None:
     path = tmp_path / "orders.xlsx"
     path.write_bytes(good.read_bytes()[:300])
     assert refusal(path) == (
-        "orders.xlsx: corrupt XLSX workbook (it cannot be opened as an Excel file)"
+        "orders.xlsx: a damaged zip archive, so not a readable workbook (was it copied completely?)"
     )
 
 
@@ -124,7 +128,7 @@ def test_zip_that_is_not_a_workbook(tmp_path: Path) -> None:
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("hello.txt", "hi")
     assert refusal(path) == (
-        "orders.xlsx: corrupt XLSX workbook (it cannot be opened as an Excel file)"
+        "orders.xlsx: a zip archive that holds no workbook (neither Excel nor OpenDocument)"
     )
 
 

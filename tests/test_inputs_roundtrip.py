@@ -42,10 +42,23 @@ def records(alphabet: st.SearchStrategy[str]) -> st.SearchStrategy[list[Record]]
     return st.lists(record, min_size=1, max_size=5)
 
 
+# Key fields refuse invisible, control and fullwidth characters, spaces and commas: only
+# free text (reference, metadata, other columns) carries arbitrary text.
+_KEY_SAFE = re.compile(r"[^0-9A-Za-z_.:/-]")
+# Free text refuses control characters other than newline, carriage return and tab.
+_TEXT_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
 def as_rows(drawn: list[Record]) -> list[list[str]]:
     # order_id/token made non-blank and unique so every record stays a valid row.
     return [
-        [f"{i}{a}", f"t{b}", c, json.dumps({"k": d}, ensure_ascii=False), e]
+        [
+            f"{i}{_KEY_SAFE.sub('', a)}",
+            f"t{_KEY_SAFE.sub('', b)}",
+            _TEXT_CONTROL.sub("", c),
+            json.dumps({"k": d}, ensure_ascii=False),
+            e,
+        ]
         for i, (a, b, c, d, e) in enumerate(drawn)
     ]
 
