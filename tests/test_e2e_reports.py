@@ -203,8 +203,11 @@ def test_summary_json_counts_exit_code_run_id_paths_and_timings(
     assert str(summary["started_at"]) <= str(summary["finished_at"])
     requests = summary["requests"]
     assert isinstance(requests, dict)
-    posts = [r for r in sandbox.request_log() if r.path == "/api/external_payments"]
+    log = sandbox.request_log()
+    posts = [r for r in log if r.method == "POST" and r.path == "/api/external_payments"]
     assert requests["post"] == len(posts) == len(INJECTIONS) + 1
+    lookups = [r for r in log if r.method == "GET" and r.path.startswith("/api/")]
+    assert requests["lookup"] == len(lookups) == 2  # the preflight: one batch, two lookups
     assert requests["token_requests"] == 1
 
 
