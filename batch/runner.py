@@ -17,7 +17,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -29,12 +29,13 @@ from batch.api import (
 from batch.auth import TokenUnavailableError
 from batch.config import ApiConfig, RunOptions
 from batch.connection import connect
-from batch.errors import AuthRefusedError, InterruptedRun
+from batch.errors import AuthRefusedError, InputFileError, InterruptedRun
 from batch.inputs import InputFile, open_input
 from batch.journal import AsyncJournal, Journal
 from batch.lock import StateLock
-from batch.outcomes import report_row
+from batch.outcomes import report_row, state_row
 from batch.payment_run import MAX_WORKERS, Clock, PaymentRun, Sleep, chunks
+from batch.preflight import Confirm, rows_to_create
 from batch.progress import NullProgress, Progress
 from batch.ratelimit import (
     Window,
@@ -45,7 +46,9 @@ from batch.report import (
     ReportWriter,
     RunInfo,
     RunSummary,
+    check_run_paths,
     default_report_path,
+    organization,
     write_summary_json,
 )
 from batch.rows import InputRow, ReportRow, RowStatus
@@ -97,6 +100,7 @@ async def run_payments(
     progress: Progress | None = None,
     on_secret: Callable[[str], None] = lambda _secret: None,
     run_id: str | None = None,
+    confirm: Confirm | None = None,
 ) -> RunResult:
     """Create the external payments of one input file, exactly once, and write the report.
 
@@ -110,6 +114,13 @@ async def run_payments(
     configured = tuple(parse_window(text) for text in options.rate_limits)
     input_file = open_input(options.input_path, sheet=options.sheet, columns=dict(options.columns))
     report_path = options.report_path or default_report_path(options.input_path, started)
+    check_run_paths(
+        report_path,
+        xlsx=options.xlsx,
+        input_path=options.input_path,
+        state=options.state_path,
+        summary=options.summary_json,
+    )
     on_secret(api_config.client_secret.reveal())
     if options.effective_settle_delay < options.timeout:
         log.warning(
@@ -152,6 +163,7 @@ async def run_payments(
                     wall=wall,
                     progress=progress,
                     on_secret=on_secret,
+                    confirm=confirm,
                 )
             finally:
                 if owned is not None:
@@ -164,10 +176,17 @@ async def run_payments(
                 input_sha256=input_file.sha256,
                 environment=sending.environment,
                 api_host=api_config.api_host,
+                state_path=options.state_path,
             )
-            paths, counts, errors = await _write_report(
-                input_file, journal, run_id, report_path, xlsx=options.xlsx, info=info
-            )
+            try:
+                paths, counts, errors = await _write_report(
+                    input_file, journal, run_id, report_path, xlsx=options.xlsx, info=info
+                )
+            except InputFileError as exc:  # changed or broken since: the state file has it all
+                paths, counts, errors = await _write_state_report(
+                    journal, run_id, report_path, xlsx=options.xlsx, info=info, cause=str(exc)
+                )
+                sending = replace(sending, exit_code=exc.exit_code, message=str(exc))
             exit_code = (
                 sending.exit_code if sending.exit_code is not None else exit_code_for(counts)
             )
@@ -224,6 +243,7 @@ async def _send_all(
     wall: Callable[[], float],
     progress: Progress,
     on_secret: Callable[[str], None],
+    confirm: Confirm | None = None,
 ) -> _Sent:
     try:
         conn = await connect(
@@ -238,6 +258,12 @@ async def _send_all(
         return _Sent(environment="unknown", exit_code=exc.exit_code, message=str(exc))
     environment, api, limiter = conn.environment, conn.api, conn.limiter
     await journal.read(partial(Journal.bind, api_host=api_config.api_host, environment=environment))
+    if environment == "live" and confirm is not None:
+        to_create = await rows_to_create(input_file, journal)
+        if to_create and not confirm(to_create, organization(api_config.api_host)):
+            return _Sent(
+                environment=environment, exit_code=1, message="not confirmed: nothing sent"
+            )
     total_rows = input_file.count()
     progress.start(total_rows)
     with Shutdown() as shutdown:
@@ -255,7 +281,10 @@ async def _send_all(
             wall=wall,
             total_rows=total_rows,
         )
-        await job.execute()
+        try:
+            await job.execute()
+        except InputFileError as exc:  # changed or broken mid-run; the report says so
+            return _Sent(environment=environment, exit_code=exc.exit_code, message=str(exc))
     requests = {**api.requests, "token_requests": conn.provider.refreshes}
     if job.crashed is not None:
         # A bug, logged with its traceback; the journal is consistent, so the report
@@ -296,7 +325,7 @@ async def _write_report(
     info: RunInfo,
 ) -> tuple[ReportPaths, Counter[str], Counter[str]]:
     """Build the report from the journal, row by row in input order, and commit it atomically."""
-    with ReportWriter(path, extra_headers=input_file.extra_headers, xlsx=xlsx) as writer:
+    with ReportWriter(path, extra_headers=input_file.carried_headers, xlsx=xlsx) as writer:
         for chunk in chunks(input_file.rows(), REPORT_CHUNK):
             ids = [row.order_id for row in chunk if row.problem is None]
             records = await journal.read(partial(Journal.get_many, order_ids=ids))
@@ -304,6 +333,24 @@ async def _write_report(
                 writer.write(report_row(row, records.get(row.order_id), run_id=run_id))
         paths = writer.commit(info)
         return paths, Counter(writer.counts), Counter(writer.error_counts)
+
+
+async def _write_state_report(
+    journal: AsyncJournal, run_id: str, path: Path, *, xlsx: bool, info: RunInfo, cause: str
+) -> tuple[ReportPaths, Counter[str], Counter[str]]:
+    """The report of the rows this run touched, from the state file alone (no input columns)."""
+    records = await journal.read(Journal.records)
+    mine = [r for r in records if run_id in (r.run_id, r.sent_run_id, r.created_run_id)]
+    note = (
+        f"built from the state file: {cause}. It lists the rows this run reached, without "
+        "the input's columns; run the file again for the full report"
+    )
+    with ReportWriter(path, extra_headers=(), xlsx=xlsx) as writer:
+        for record in sorted(mine, key=lambda r: r.row_number):
+            writer.write(state_row(record, run_id=run_id))
+        paths = writer.commit(replace(info, note=note))
+    log.warning("report %s", note, extra={"report": str(paths.csv)})
+    return paths, Counter(writer.counts), Counter(writer.error_counts)
 
 
 def validate_file(
@@ -315,13 +362,15 @@ def validate_file(
     xlsx: bool = True,
     now: Callable[[], datetime] = _utcnow,
     run_id: str | None = None,
+    summary_json: Path | None = None,
 ) -> RunResult:
     """Check every row offline and write a report with valid / invalid / duplicate."""
     started = now()
     run_id = run_id or new_run_id(started)
     input_file = open_input(input_path, sheet=sheet, columns=columns)
     path = report_path or default_report_path(input_path, started)
-    with ReportWriter(path, extra_headers=input_file.extra_headers, xlsx=xlsx) as writer:
+    check_run_paths(path, xlsx=xlsx, input_path=input_path, summary=summary_json)
+    with ReportWriter(path, extra_headers=input_file.carried_headers, xlsx=xlsx) as writer:
         for row in input_file.rows():
             writer.write(_validated(row))
         info = RunInfo(
@@ -336,8 +385,13 @@ def validate_file(
         )
         paths = writer.commit(info)
         counts = Counter(writer.counts)
-    valid = counts[RowStatus.VALID] == sum(counts.values())
-    return RunResult(run_id=run_id, exit_code=0 if valid else 1, counts=dict(counts), paths=paths)
+    exit_code = 0 if counts[RowStatus.VALID] == sum(counts.values()) else 1
+    if summary_json is not None:
+        summary = RunSummary.from_run(
+            info, exit_code=exit_code, counts=counts, error_counts=writer.error_counts, report=paths
+        )
+        write_summary_json(summary_json, summary)
+    return RunResult(run_id=run_id, exit_code=exit_code, counts=dict(counts), paths=paths)
 
 
 def _validated(row: InputRow) -> ReportRow:
@@ -349,5 +403,5 @@ def _validated(row: InputRow) -> ReportRow:
         payment_source_token=row.payment_source_token,
         error_code=problem.code if problem else "",
         error_detail=problem.detail if problem else "",
-        extra=row.extra,
+        extra=row.carried,
     )

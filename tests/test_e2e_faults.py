@@ -172,7 +172,7 @@ def test_permanent_failure_is_resent_only_when_its_row_changed(
 
     def run(source: Path, name: str) -> tuple[int, dict[str, dict[str, str]]]:
         before = post_count(server)
-        report = tmp_path / f"{name}.csv"
+        report = tmp_path / f"{name}-report.csv"  # never the input: that name would be taken
         result = runner.invoke(main, run_args(source, state, report), env=server.env())
         assert result.exit_code == 1, result.output
         return post_count(server) - before, {r["order_id"]: r for r in read_report(report)}

@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from batch.inputs._headers import Layout
-from batch.rows import DUPLICATE_ORDER, InputRow, RowProblem
+from batch.rows import DUPLICATE_ORDER, OPTIONAL_COLUMNS, InputRow, RowProblem
 
 BLANK_ORDER_ID = "BLANK_ORDER_ID"
 BLANK_TOKEN = "BLANK_TOKEN"
@@ -131,6 +131,7 @@ class RowChecker:
             options=parsed["options"],
             extra=extra,
             problem=problem,
+            mapped={c: values[c] for c in OPTIONAL_COLUMNS if c in values},
         )
 
 

@@ -12,7 +12,7 @@ from batch.inputs._detect import Detected, FileKind, detect, stat_key
 from batch.inputs._headers import Layout, build_layout, check_mapping
 from batch.inputs._text import Record, sniff_delimiter, text_records
 from batch.inputs._xlsx import xlsx_records
-from batch.rows import InputRow
+from batch.rows import OPTIONAL_COLUMNS, InputRow
 
 
 def _is_blank(cells: list[str]) -> bool:
@@ -43,6 +43,10 @@ class InputFile:
         self._layout: Layout = layout
         self.headers: list[str] = list(layout.headers)
         self.extra_headers: list[str] = [key for key, _ in layout.extra]
+        # The report's input columns, in file order: InputRow.carried's keys.
+        carried = {i: key for key, i in layout.extra}
+        carried.update((i, c) for c, i in layout.known.items() if c in OPTIONAL_COLUMNS)
+        self.carried_headers: list[str] = [carried[i] for i in sorted(carried)]
 
     def _records(self) -> Iterator[Record]:
         if self.kind is FileKind.XLSX:

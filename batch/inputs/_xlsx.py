@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from openpyxl.workbook.workbook import Workbook
 from batch.inputs import _messages as msg
 from batch.inputs._detect import open_bytes
+from batch.rows import TypedCell
 
 Record = tuple[int, list[str]]
 # Rows are fetched in batches so openpyxl's warnings can be silenced without a
@@ -31,13 +32,18 @@ def cell_text(value: object) -> str:
         return value.strip()
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
+    # Numbers and dates keep their value beside the text, for the report (TypedCell).
     if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else repr(value)
+        return TypedCell(str(int(value)) if value.is_integer() else repr(value), value)
+    if isinstance(value, int):
+        return TypedCell(str(value), value)
     if isinstance(value, dt.datetime):
         if value.time() == dt.time(0):
-            return value.date().isoformat()
-        return value.isoformat()
-    if isinstance(value, dt.date | dt.time):
+            return TypedCell(value.date().isoformat(), value)
+        return TypedCell(value.isoformat(), value)
+    if isinstance(value, dt.date):
+        return TypedCell(value.isoformat(), value)
+    if isinstance(value, dt.time):
         return value.isoformat()
     return str(value).strip()
 
