@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 import click
 
 from batch import __version__, eventloop
+from batch.cli import stdio
 from batch.cli.progress import BarProgress, LogProgress
 from batch.config import (
     DEFAULT_FAIL_FAST_AFTER,
@@ -38,9 +39,11 @@ from batch.config import (
 from batch.errors import PaybatchError, UsageError
 from batch.inputs import parse_column_mapping
 from batch.logs import configure_logging, register_secret
+from batch.preflight import Confirm
 from batch.progress import NullProgress, Progress
 from batch.ratelimit import parse_window
 from batch.reconcile import reconcile_state
+from batch.report import reconcile_summary, write_summary_json
 from batch.runner import RunResult, new_run_id, run_payments, validate_file
 
 log = logging.getLogger("batch.cli")
@@ -74,6 +77,14 @@ def _columns(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     except UsageError as exc:
         raise click.BadParameter(str(exc)) from None
 
+
+# `-` is standard input (CSV); a directory is refused by click with its own name.
+INPUT_PATH = click.Path(dir_okay=False, allow_dash=True, path_type=Path)
+SUMMARY_JSON = click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Also write a machine-readable summary here (`-`: standard output).",
+)
 
 INPUT_OPTIONS = (
     click.option("--sheet", metavar="NAME", help="XLSX sheet to read (default: the first)."),
@@ -161,14 +172,22 @@ def _logging(run_id: str, log_format: str, quiet: bool, verbose: bool) -> str:
     return run_id
 
 
+def plural(n: int, word: str) -> str:
+    """`1 row`, `2 rows`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _summary(result: RunResult) -> None:
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
+    counts = ", ".join(
+        f"{n} {status.replace('_', ' ')}" for status, n in sorted(result.counts.items())
+    )
     total = sum(result.counts.values())
-    _say(f"{total} rows: {counts or 'none'}")
+    _say(f"{plural(total, 'row')}: {counts or 'none'}")
     if result.paths is not None:
         _say(f"report: {result.paths.csv}")
         if result.paths.xlsx is not None:
             _say(f"report: {result.paths.xlsx}")
+        _say(f"rows that need someone: {result.paths.errors}")
     if result.message:
         _say(f"paybatch: {result.message}", logging.ERROR if result.exit_code else logging.INFO)
 
@@ -190,7 +209,7 @@ def main() -> None:
 
 
 @main.command(epilog=EPILOG)
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=INPUT_PATH)
 @output_options
 @input_options
 @click.option(
@@ -248,10 +267,12 @@ def main() -> None:
     show_default=True,
     help="Seconds to let requests in flight finish after SIGINT/SIGTERM.",
 )
+@SUMMARY_JSON
 @click.option(
-    "--summary-json",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a machine-readable run summary here.",
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Do not ask before paying in a live organization (without a terminal it never asks).",
 )
 @click.option(
     "--progress/--no-progress",
@@ -284,13 +305,14 @@ def run(
     fail_fast_after: int,
     grace: float,
     summary_json: Path | None,
+    yes: bool,
     show_progress: bool | None,
     sandbox: bool,
     dry_run: bool,
 ) -> None:
-    """Create one external payment per row of INPUT (CSV, TSV or XLSX)."""
+    """Create one external payment per row of INPUT (CSV, TSV or XLSX; `-` reads CSV from stdin)."""
     run_id = _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
-    with _errors_to_exit_codes():
+    with _errors_to_exit_codes(), stdio.input_path(input_path) as input_path:
         if dry_run:
             result = validate_file(
                 input_path,
@@ -299,6 +321,7 @@ def run(
                 report_path=report_path,
                 xlsx=not no_xlsx,
                 run_id=run_id,
+                summary_json=summary_json,
             )
             _summary(result)
             sys.exit(result.exit_code)
@@ -337,6 +360,7 @@ def run(
                     progress=progress,
                     on_secret=register_secret,
                     run_id=run_id,
+                    confirm=_confirm(yes),
                 )
             )
         _summary(result)
@@ -355,6 +379,20 @@ def _api_config(sandbox: bool) -> Iterator[ApiConfig]:
         yield ApiConfig.from_env(server.env())
 
 
+def _confirm(yes: bool) -> Confirm | None:
+    """Ask on a terminal before paying in a live organization; never under cron or with --yes."""
+    if yes or not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+
+    def ask(rows: int, organization: str) -> bool:
+        question = (
+            f"Create {plural(rows, 'external payment')} in the LIVE organization {organization}?"
+        )
+        return click.confirm(question, default=False, err=True)
+
+    return ask
+
+
 def _progress(show: bool | None, quiet: bool) -> Progress:
     if show is None:
         show = sys.stderr.isatty() and not quiet
@@ -364,9 +402,10 @@ def _progress(show: bool | None, quiet: bool) -> Progress:
 
 
 @main.command(epilog=EPILOG)
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=INPUT_PATH)
 @output_options
 @input_options
+@SUMMARY_JSON
 def validate(
     input_path: Path,
     report_path: Path | None,
@@ -376,13 +415,14 @@ def validate(
     verbose: bool,
     columns: dict[str, str],
     sheet: str | None,
+    summary_json: Path | None,
 ) -> None:
     """Check every row of INPUT offline; write a report of valid, invalid and duplicate rows.
 
     Exits 0 when every row is valid, 1 otherwise, 2 for a problem with the file itself.
     """
     run_id = _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
-    with _errors_to_exit_codes():
+    with _errors_to_exit_codes(), stdio.input_path(input_path) as input_path:
         result = validate_file(
             input_path,
             sheet=sheet,
@@ -390,6 +430,7 @@ def validate(
             report_path=report_path,
             xlsx=not no_xlsx,
             run_id=run_id,
+            summary_json=summary_json,
         )
         _summary(result)
         sys.exit(result.exit_code)
@@ -410,9 +451,15 @@ def validate(
     type=click.Path(dir_okay=False, path_type=Path),
     help="CSV of findings (default: reports/reconcile-<UTC time>.csv).",
 )
+@SUMMARY_JSON
 @log_options
 def reconcile(
-    state_path: Path, report_path: Path | None, log_format: str, quiet: bool, verbose: bool
+    state_path: Path,
+    report_path: Path | None,
+    summary_json: Path | None,
+    log_format: str,
+    quiet: bool,
+    verbose: bool,
 ) -> None:
     """Audit every payment the state file records as created against the server.
 
@@ -420,7 +467,7 @@ def reconcile(
     on the order. Exits 0 when all match, 1 when any does not.
     """
     started = datetime.now(UTC)
-    _logging(new_run_id(started), log_format, quiet, verbose)
+    run_id = _logging(new_run_id(started), log_format, quiet, verbose)
     with _errors_to_exit_codes():
         path = report_path or Path("reports") / f"reconcile-{started:%Y%m%dT%H%M%SZ}.csv"
         result = reconcile_state(
@@ -429,8 +476,20 @@ def reconcile(
             report_path=path,
             on_secret=register_secret,
         )
-        _say(f"{result.checked} created payments checked, {result.mismatched} mismatched")
+        _say(f"{plural(result.checked, 'created payment')} checked, {result.mismatched} mismatched")
         _say(f"report: {result.report}")
+        if summary_json is not None:
+            summary = reconcile_summary(
+                run_id=run_id,
+                exit_code=result.exit_code,
+                checked=result.checked,
+                mismatched=result.mismatched,
+                report=result.report,
+                state_path=state_path,
+                started_at=started,
+                finished_at=datetime.now(UTC),
+            )
+            write_summary_json(summary_json, summary)
         sys.exit(result.exit_code)
 
 

@@ -19,7 +19,7 @@ from batch.report._paths import (
     remove_stale_staging,
     report_files,
 )
-from batch.report._summary import RunSummary, write_summary_json
+from batch.report._summary import RunSummary, reconcile_summary, write_summary_json
 from batch.report._table import write_table
 from batch.report._writer import ReportWriter, RunInfo, organization
 
@@ -34,6 +34,7 @@ __all__ = [
     "needs_a_person",
     "neutralise",
     "organization",
+    "reconcile_summary",
     "remove_stale_staging",
     "report_files",
     "what_to_do",

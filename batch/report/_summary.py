@@ -112,3 +112,30 @@ def write_summary_json(path: Path, summary: RunSummary | Mapping[str, Any]) -> N
         write_text_atomically(path, text)
     except OSError as exc:
         raise FileSystemError.wrap("the run summary", path, exc) from None
+
+
+def reconcile_summary(
+    *,
+    run_id: str,
+    exit_code: int,
+    checked: int,
+    mismatched: int,
+    report: Path,
+    state_path: Path,
+    started_at: datetime,
+    finished_at: datetime,
+) -> dict[str, Any]:
+    """The `paybatch reconcile --summary-json` document."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": "reconcile",
+        "run_id": run_id,
+        "exit_code": exit_code,
+        "started_at": utc_iso(started_at),
+        "finished_at": utc_iso(finished_at),
+        "state": str(state_path),
+        "checked": checked,
+        "mismatched": mismatched,
+        "report": {"csv": str(report)},
+        "tool_version": __version__,
+    }
