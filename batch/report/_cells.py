@@ -29,6 +29,7 @@ def neutralise(text: str) -> str:
     the report and also comes out as "'-123". A report that is safe to open beats one
     that round-trips a rare id shape.
     """
+    text = str(text)  # a plain str: a TypedCell stops here, so key fields stay text
     if text.startswith(FORMULA_TRIGGERS):
         return "'" + text
     return text
