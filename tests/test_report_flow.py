@@ -202,3 +202,18 @@ def test_a_directory_as_input_names_itself(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["validate", str(tmp_path)])
     assert result.exit_code == 2
     assert f"'{tmp_path}' is a directory" in result.stderr
+
+
+def test_reconcile_writes_a_summary_json_to_stdout(sandbox: SandboxServer, tmp_path: Path) -> None:
+    header = ["order_id", "payment_source_token"]
+    source = _write_csv(tmp_path / "orders.csv", header, [["R1", "tok_r1_1111"], ["R2", "tok_2"]])
+    assert _run(sandbox, tmp_path, source, "--no-xlsx").exit_code == 0
+    state = tmp_path / "out" / "state.sqlite"
+    report = tmp_path / "out" / "reconcile.csv"
+    args = ["reconcile", "--state", str(state), "--report", str(report), "--summary-json", "-"]
+    result = CliRunner().invoke(main, args, env=sandbox.env())
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["command"], doc["checked"], doc["mismatched"]) == ("reconcile", 2, 0)
+    assert doc["report"] == {"csv": str(report)}
+    assert "2 created payments checked, 0 mismatched" in result.stderr
