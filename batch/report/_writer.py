@@ -242,19 +242,17 @@ class ReportWriter:
         ]
         if info.note:
             lines.append(["Note", info.note])
-        lines += [
-            [],
-            ["Rows by status", ""],
-        ]
+        lines += [[], ["Rows by status"]]
         lines += [[_status_label(status), self._counts.get(status, 0)] for status in shown]
         lines.append(["Total rows", sum(self._counts.values())])
         lines.append(["Rows that need someone", self._to_do])
         lines.append(["", "listed on the Errors sheet and in the -errors.csv file"])
         if self._error_counts:
-            lines += [[], ["Rows by error code", ""]]
+            lines += [[], ["Rows by error code"]]
             lines += [[code, n] for code, n in sorted(self._error_counts.items(), key=_by_count)]
         lines += [
             [],
+            ["Details"],
             ["Run ID", info.run_id],
             ["Input SHA-256", info.input_sha256],
             ["API host", info.api_host],

@@ -54,7 +54,10 @@ STATUS_COLOURS: dict[str, dict[str, str]] = {
 }
 
 _MIN_WIDTH = 8
-_MAX_WIDTH = 60
+# Wider text wraps inside its column, so the sheet still prints one page wide and legible.
+_MAX_WIDTH = 40
+_TOP = {"valign": "top"}
+_LINE_HEIGHT = 15  # points, Excel's default row height
 
 
 class XlsxReport:
@@ -78,13 +81,22 @@ class XlsxReport:
             raise ValueError(f"sheet_row_cap must be between 1 and {DEFAULT_SHEET_ROW_CAP}")
         self._book = xlsxwriter.Workbook(str(path), {**WORKBOOK_OPTIONS, "tmpdir": str(tmpdir)})
         self._cap = sheet_row_cap
-        self.bold = self._book.add_format({"bold": True})
-        self.date = self._book.add_format({"num_format": DATE_FORMAT, "align": "left"})
-        self.datetime = self._book.add_format({"num_format": DATETIME_FORMAT, "align": "left"})
-        self._left = self._book.add_format({"align": "left"})
+        add = self._book.add_format
+        self.bold = add({"bold": True, **_TOP})
+        self.top = add(_TOP)
+        # Our own numbers (row, http_status, attempts) are centred, so a right-aligned row
+        # number never runs into the left-aligned order id beside it.
+        self.centred = add({"align": "center", **_TOP})
+        self.wrap = add({"text_wrap": True, **_TOP})
+        self.date = add({"num_format": DATE_FORMAT, "align": "left", **_TOP})
+        self.datetime = add({"num_format": DATETIME_FORMAT, "align": "left", **_TOP})
         self.status_formats = {
-            status: self._book.add_format(colours) for status, colours in STATUS_COLOURS.items()
+            status: add({**colours, **_TOP}) for status, colours in STATUS_COLOURS.items()
         }
+        # The Summary reads as a form: labels right-aligned against their values.
+        self._label = add({"bold": True, "align": "right"})
+        self._heading = add({"bold": True, "underline": True})
+        self._left = add({"align": "left"})
         self._summary = self._book.add_worksheet(SUMMARY_SHEET)
         self._closed = False
         # Errors before Rows: the to-do list up front, and "Rows 2"... still follow "Rows".
@@ -106,18 +118,19 @@ class XlsxReport:
         self._errors.write(cells, self._cap)
 
     def close(self, summary: Sequence[Sequence[str | float]]) -> None:
-        """Fill the Summary sheet (label, value… lines) and write the file."""
+        """Fill the Summary sheet (label-value lines; a lone label is a heading), write the file."""
         self._rows.finish()
         self._errors.finish()
         sheet = self._summary
         _print_setup(sheet)
-        labels = [line[0] for line in summary if line and isinstance(line[0], str)]
+        labels = [line[0] for line in summary if len(line) > 1 and isinstance(line[0], str)]
         sheet.set_column(0, 0, max(map(len, labels), default=10) + 2)
         sheet.set_column(1, 1, 70)
         for r, line in enumerate(summary):
             for c, value in enumerate(line):
                 if isinstance(value, str):
-                    fmt = self.bold if c == 0 else None
+                    # A line of one cell is a section heading.
+                    fmt = (self._heading if len(line) == 1 else self._label) if c == 0 else None
                     sheet.write_string(r, c, value[:EXCEL_MAX_CELL_CHARS], fmt)
                 else:
                     # Left-aligned, so a count sits right next to its label.
@@ -149,6 +162,11 @@ def _print_setup(sheet: Any) -> None:
     sheet.set_margins(left=0.4, right=0.4, top=0.5, bottom=0.5)
 
 
+def _wrapped_lines(text: str) -> int:
+    """About how many lines `text` takes in a column `_MAX_WIDTH` characters wide."""
+    return sum(max(1, -(-len(part) // _MAX_WIDTH)) for part in text.split("\n"))
+
+
 class _Table:
     """One table of the workbook, over "Title", "Title 2"... sheets of at most `cap` rows."""
 
@@ -168,6 +186,7 @@ class _Table:
             self._new_sheet()
         self._rows += 1
         r, sheet = self._rows, self._sheet
+        lines = 1
         for c, cell in enumerate(cells):
             if cell is None or cell == "":  # nothing to show; skipping keeps big reports fast
                 continue
@@ -175,15 +194,22 @@ class _Table:
                 self._typed(r, c, cell)
                 width = len(cell)
             elif isinstance(cell, int):
-                sheet.write_number(r, c, cell)
+                sheet.write_number(r, c, cell, self._report.centred)
                 width = len(str(cell))
             else:
                 text = cell[:EXCEL_MAX_CELL_CHARS]
                 fmt = self._report.status_formats.get(text) if c == STATUS_COLUMN else None
-                sheet.write_string(r, c, text, fmt)
+                if fmt is None and (len(text) > _MAX_WIDTH or "\n" in text):
+                    fmt = self._report.wrap
+                    lines = max(lines, _wrapped_lines(text))
+                sheet.write_string(r, c, text, fmt or self._report.top)
                 width = len(text)
             if width > self._widths[c]:
                 self._widths[c] = width
+        if lines > 1:
+            # Neither Excel nor LibreOffice grows a row for wrapped text on opening; this
+            # row is still the current one, which constant_memory lets us size.
+            sheet.set_row(r, _LINE_HEIGHT * lines)
 
     def _typed(self, r: int, c: int, cell: TypedCell) -> None:
         value = cell.value
@@ -193,7 +219,7 @@ class _Table:
         elif isinstance(value, dt.date):
             self._sheet.write_datetime(r, c, value, self._report.date)
         else:
-            self._sheet.write_number(r, c, value)
+            self._sheet.write_number(r, c, value, self._report.top)
 
     def _new_sheet(self) -> None:
         self._sheets += 1
