@@ -24,7 +24,8 @@ def test_text_log_counts_are_words_not_a_dict_repr() -> None:
 def test_one_row_is_one_row(tmp_path: Path) -> None:
     source = tmp_path / "one.csv"
     source.write_text("order_id,payment_source_token\nORD1,tok_one_1111\n", "utf-8")
-    result = CliRunner().invoke(main, ["validate", str(source), "--report", str(tmp_path / "r.csv")])
+    args = ["validate", str(source), "--report", str(tmp_path / "r.csv")]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "1 row: 1 valid" in result.stderr
     assert "1 rows" not in result.stderr
