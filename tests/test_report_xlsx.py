@@ -303,3 +303,38 @@ def test_bad_cap_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sheet_row_cap"):
         ReportWriter(tmp_path / "r.csv", extra_headers=[], sheet_row_cap=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_sheet_prints_landscape_one_page_wide_with_the_header_repeated(
+    mixed_report: Path,
+) -> None:
+    book = openpyxl.load_workbook(mixed_report)
+    assert book.sheetnames == ["Summary", "Errors", "Rows"]
+    for ws in book.worksheets:
+        assert ws.page_setup.orientation == "landscape", ws.title
+        assert ws.sheet_properties.pageSetUpPr is not None
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, ws.title
+        # fitToWidth="1" is the default, which xlsxwriter leaves out; fitToHeight="0": any.
+        assert ws.page_setup.fitToWidth in (None, 1), ws.title
+        assert ws.page_setup.fitToHeight == 0, ws.title
+        assert ws.print_title_rows == "$1:$1", ws.title
+
+
+def test_long_text_wraps_in_a_row_tall_enough_and_nothing_is_cut(tmp_path: Path) -> None:
+    detail = "the API said something long about this order, " * 4
+    target = tmp_path / "r.csv"
+    with ReportWriter(target, extra_headers=[]) as w:
+        w.write(row(2, RowStatus.FAILED, error_code="VALIDATION_ERROR", error_detail=detail))
+        w.write(row(3))
+        w.commit(info(tmp_path))
+    ws = openpyxl.load_workbook(target.with_suffix(".xlsx"))["Rows"]
+    cell = ws.cell(row=2, column=REPORT_COLUMNS.index("error_detail") + 1)
+    assert cell.value == detail
+    assert cell.alignment.wrap_text
+    width = ws.column_dimensions[cell.column_letter].width
+    assert width is not None
+    assert width <= 41
+    height = ws.row_dimensions[2].height
+    assert height is not None
+    assert height >= 15 * len(detail) / width
+    assert ws.row_dimensions[3].height is None  # short rows keep the default height
