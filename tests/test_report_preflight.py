@@ -186,3 +186,15 @@ def test_input_changed_mid_run_still_writes_a_report_from_the_state_file(
     notes = [b for a, b, *_ in summary.iter_rows(values_only=True) if a == "Note"]
     assert len(notes) == 1
     assert "built from the state file" in str(notes[0])
+
+
+def test_a_report_that_would_replace_the_input_file_is_refused(
+    sandbox: SandboxServer, tmp_path: Path
+) -> None:
+    source = orders_csv(tmp_path, ["A1"])
+    before = source.read_bytes()
+    args = ["run", str(source), "--state", str(tmp_path / "s.sqlite"), "--report", str(source)]
+    result = CliRunner().invoke(main, [*args, *FAST], env=sandbox.env())
+    assert f"cannot write the report {source}: it is the input file" in _one_error_line(result)
+    assert source.read_bytes() == before
+    assert post_count(sandbox) == 0

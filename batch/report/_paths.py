@@ -69,8 +69,6 @@ def check_writable(path: Path, what: str) -> None:
 
     Raises FileSystemError naming the path and the cause (read-only, full, not a directory).
     """
-    if str(path) == "-":
-        return
     if path.is_dir():
         raise FileSystemError(f"cannot write {what} {path}: it is a directory")
     try:
@@ -130,7 +128,7 @@ def check_run_paths(
         check_writable(state, "the state file")
         if state.exists() and not os.access(state, os.W_OK):
             raise FileSystemError(f"cannot write the state file {state}: Permission denied")
-    if summary is not None:
+    if summary is not None and str(summary) != "-":  # `-` is standard output
         check_writable(summary, "the run summary")
 
 
