@@ -20,8 +20,9 @@ from batch.report._paths import (
     report_files,
 )
 from batch.report._summary import RunSummary, reconcile_summary, write_summary_json
+from batch.report._summary_sheet import RunInfo, organization
 from batch.report._table import write_table
-from batch.report._writer import ReportWriter, RunInfo, organization
+from batch.report._writer import ReportWriter
 
 __all__ = [
     "ReportPaths",

@@ -14,7 +14,7 @@ from batch import __version__
 from batch.errors import FileSystemError
 from batch.report._atomic import write_text_atomically
 from batch.report._paths import ReportPaths
-from batch.report._writer import RunInfo, utc_iso
+from batch.report._summary_sheet import RunInfo, utc_iso
 
 SCHEMA_VERSION = 1
 

@@ -5,87 +5,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
-from batch import __version__
 from batch.errors import FileSystemError
 from batch.report import _cells
 from batch.report._advice import needs_a_person
 from batch.report._atomic import Staging, fsync
 from batch.report._csv import CsvReport
 from batch.report._paths import ReportPaths, report_files
+from batch.report._summary_sheet import RunInfo, summary_lines
 from batch.report._xlsx import DEFAULT_SHEET_ROW_CAP, XlsxReport
-from batch.rows import ReportRow, RowStatus
-
-RUN_STATUSES = tuple(s for s in RowStatus if s is not RowStatus.VALID)
-VALIDATE_STATUSES = (RowStatus.VALID, RowStatus.INVALID, RowStatus.DUPLICATE)
-
-
-def utc_iso(moment: datetime) -> str:
-    """`2025-01-31T23:59:59Z`; a naive datetime is taken to be UTC already."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def local_time(moment: datetime) -> str:
-    """`2025-02-01 00:59:59 (UTC+01:00)`: the machine's local time, with its offset."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    local = moment.astimezone()
-    offset = local.strftime("%z")
-    return f"{local:%Y-%m-%d %H:%M:%S} (UTC{offset[:3]}:{offset[3:]})"
-
-
-def organization(api_host: str) -> str:
-    """`acme` for `acme.commercelayer.io`; any other host is shown as it is."""
-    host = api_host.split(":")[0]
-    if host.endswith(".commercelayer.io"):
-        return host.split(".")[0]
-    return api_host
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunInfo:
-    """What the Summary sheet says about the run that produced the rows."""
-
-    run_id: str
-    started_at: datetime
-    finished_at: datetime
-    input_path: Path
-    input_sha256: str
-    environment: str  # "test" or "live"
-    api_host: str
-    tool_version: str = __version__
-    kind: Literal["run", "validate"] = "run"
-    state_path: Path | None = None
-    note: str = ""  # why the report is unusual, e.g. built from the state file
-
-    @property
-    def organization(self) -> str:
-        return organization(self.api_host)
-
-    @property
-    def duration_s(self) -> float:
-        """Seconds from start to finish."""
-        return (self.finished_at - self.started_at).total_seconds()
-
-
-# The Summary sheet's words for each status.
-STATUS_LABELS = {
-    RowStatus.CREATED: "Rows created",
-    RowStatus.ALREADY_CREATED: "Rows already created (earlier runs)",
-    RowStatus.FAILED: "Rows failed",
-    RowStatus.INVALID: "Rows invalid (not sent)",
-    RowStatus.DUPLICATE: "Rows duplicate (not sent)",
-    RowStatus.NOT_ATTEMPTED: "Rows not attempted",
-    RowStatus.VALID: "Rows valid",
-}
-KIND_LABELS = {"run": "paybatch run", "validate": "paybatch validate (nothing sent)"}
+from batch.rows import ReportRow
 
 
 class ReportWriter:
@@ -198,7 +129,9 @@ class ReportWriter:
                 self._csv.close()
                 self._errors.close()
                 if self._xlsx is not None:
-                    self._xlsx.close(self._summary_lines(info))
+                    self._xlsx.close(
+                        summary_lines(info, self._counts, self._error_counts, self._to_do)
+                    )
                 paths = report_files(self._path, xlsx=self._xlsx_wanted)
                 # The CSV is the file cron looks for, so it appears last: if it is there, so
                 # are the others.
@@ -227,46 +160,6 @@ class ReportWriter:
         finally:
             self._staging.discard()
 
-    def _summary_lines(self, info: RunInfo) -> list[list[str | float]]:
-        statuses = RUN_STATUSES if info.kind == "run" else VALIDATE_STATUSES
-        shown = [str(s) for s in statuses] + sorted(set(self._counts) - set(map(str, statuses)))
-        lines: list[list[str | float]] = [
-            ["Command", KIND_LABELS[info.kind]],
-            ["Organization", info.organization or "(none: offline check)"],
-            ["Environment", info.environment],
-            ["Input file", str(info.input_path)],
-            ["State file", "" if info.state_path is None else str(info.state_path)],
-            ["Started", local_time(info.started_at)],
-            ["Finished", local_time(info.finished_at)],
-            ["Duration (seconds)", round(info.duration_s, 1)],
-        ]
-        if info.note:
-            lines.append(["Note", info.note])
-        lines += [[], ["Rows by status"]]
-        lines += [[_status_label(status), self._counts.get(status, 0)] for status in shown]
-        lines.append(["Total rows", sum(self._counts.values())])
-        lines.append(["Rows that need someone", self._to_do])
-        lines.append(["", "listed on the Errors sheet and in the -errors.csv file"])
-        if self._error_counts:
-            lines += [[], ["Rows by error code"]]
-            lines += [[code, n] for code, n in sorted(self._error_counts.items(), key=_by_count)]
-        lines += [
-            [],
-            ["Details"],
-            ["Run ID", info.run_id],
-            ["Input SHA-256", info.input_sha256],
-            ["API host", info.api_host],
-            ["paybatch version", info.tool_version],
-        ]
-        return [[_cells.neutralise(v) if isinstance(v, str) else v for v in line] for line in lines]
-
-
-def _status_label(status: str) -> str:
-    try:
-        return STATUS_LABELS[RowStatus(status)]
-    except ValueError:
-        return f"Rows {status}"
-
 
 @contextmanager
 def _file_system(path: Path) -> Iterator[None]:
@@ -275,7 +168,3 @@ def _file_system(path: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise FileSystemError.wrap("the report", path, exc) from None
-
-
-def _by_count(item: tuple[str, int]) -> tuple[int, str]:
-    return (-item[1], item[0])
