@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench install clean
+.PHONY: demo test lint typecheck pytest bench install clean report-pictures
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/live_rate.py
 	$(BIN)/python bench/input_scale.py
+
+# Pictures of the XLSX report as LibreOffice prints it (docs/report-*.png). Not part of
+# `make test`: it installs Debian's libreoffice-calc and poppler-utils when they are missing.
+report-pictures: $(STAMP)
+	@if ! command -v libreoffice >/dev/null || ! command -v pdftoppm >/dev/null; then \
+	  apt-get update && apt-get install -y libreoffice-calc poppler-utils; fi
+	$(BIN)/python docs/report_pictures.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

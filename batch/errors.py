@@ -4,6 +4,7 @@
     ├── UsageError                bad option or configuration (exit 2)
     │   └── InsecureURLError      http:// for a non-loopback host
     ├── InputFileError            the input file as a whole is unusable (exit 2)
+    ├── FileSystemError           a report, state or summary path cannot be written (exit 2)
     ├── LockHeldError             another run works this organization and environment (exit 3)
     ├── AuthRefusedError          the API refused our credentials or configuration (exit 4)
     ├── ApiUnreachableError       the API or the token endpoint could not be reached (exit 5)
@@ -135,6 +136,18 @@ class InputFileError(PaybatchError):
     """The input file cannot be used at all: unreadable, empty, binary, missing columns."""
 
     exit_code = 2
+
+
+class FileSystemError(PaybatchError):
+    """A report, state or summary file cannot be written; the message names the path and why."""
+
+    exit_code = 2
+
+    @classmethod
+    def wrap(cls, what: str, path: object, exc: OSError) -> FileSystemError:
+        """`cannot write the report out/r.csv: No space left on device`."""
+        cause = exc.strerror or str(exc) or type(exc).__name__
+        return cls(f"cannot write {what} {path}: {cause}")
 
 
 class StateError(PaybatchError):

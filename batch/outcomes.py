@@ -29,7 +29,7 @@ def report_row(row: InputRow, record: Record | None, *, run_id: str) -> ReportRo
         order_id=row.order_id,
         status=RowStatus.NOT_ATTEMPTED,
         payment_source_token=row.payment_source_token,
-        extra=row.extra,
+        extra=row.carried,
     )
     refused = row.status_if_refused
     if refused is not None and row.problem is not None:
@@ -70,3 +70,30 @@ def report_row(row: InputRow, record: Record | None, *, run_id: str) -> ReportRo
     if record.state is RowState.RETRYABLE:
         detail = f"{detail}; retried on the next run" if detail else "retried on the next run"
     return replace(line, status=RowStatus.FAILED, error_code=record.error_code, error_detail=detail)
+
+
+def state_row(record: Record, *, run_id: str) -> ReportRow:
+    """A report line from the state file alone, when the input can no longer be read."""
+    line = ReportRow(
+        row=record.row_number,
+        order_id=record.order_id,
+        status=RowStatus.NOT_ATTEMPTED,
+        payment_source_token="",  # never stored; only its hash is
+        external_payment_id=record.payment_id,
+        http_status=record.http_status,
+        attempts=record.attempts,
+        error_code=record.error_code,
+        error_detail=record.error_detail,
+    )
+    if record.state is RowState.CREATED:
+        mine = record.created_run_id == run_id
+        status = RowStatus.CREATED if mine else RowStatus.ALREADY_CREATED
+        return replace(line, status=status, error_code=record.flag, error_detail="")
+    if record.state in (RowState.SENDING, RowState.UNKNOWN):
+        detail = "the payment may exist; the next run looks it up before any resend"
+        return replace(
+            line, status=RowStatus.FAILED, error_code=UNKNOWN_OUTCOME, error_detail=detail
+        )
+    if record.state is RowState.PENDING:
+        return replace(line, error_code="", error_detail="")
+    return replace(line, status=RowStatus.FAILED)

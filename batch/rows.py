@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from typing import Any
 
 # The columns the API knows; everything else in the input is carried through untouched.
@@ -20,6 +21,23 @@ KNOWN_COLUMNS = (
     "options",
 )
 REQUIRED_COLUMNS = ("order_id", "payment_source_token")
+# The known columns a file may also have; the report carries them as typed, under these names.
+OPTIONAL_COLUMNS = tuple(c for c in KNOWN_COLUMNS if c not in REQUIRED_COLUMNS)
+
+
+class TypedCell(str):
+    """The text of a spreadsheet cell that held a number or a date (XLSX input only).
+
+    It is a `str` everywhere (checks, journal and fingerprints see the text); only the
+    report reads `.value`, to write the cell back as a number or a date.
+    """
+
+    value: int | float | datetime | date
+
+    def __new__(cls, text: str, value: int | float | datetime | date) -> TypedCell:
+        cell = super().__new__(cls, text)
+        cell.value = value
+        return cell
 
 
 class RowStatus(enum.StrEnum):
@@ -63,6 +81,13 @@ class InputRow:
     extra: Mapping[str, str] = field(default_factory=dict)  # other columns by original header
     problem: RowProblem | None = None
     order_number: str = ""  # the key with `--match number`, else ""
+    # The cells of OPTIONAL_COLUMNS as typed, for the report (the fields above are parsed).
+    mapped: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def carried(self) -> dict[str, str]:
+        """Every cell but order_id and the token, for the report: mapped fields by API name."""
+        return {**self.extra, **self.mapped}
 
     @property
     def status_if_refused(self) -> RowStatus | None:

@@ -19,7 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
@@ -31,13 +31,14 @@ from batch.api import (
 from batch.auth import TokenUnavailableError
 from batch.config import ApiConfig, RunOptions
 from batch.connection import Connection, connect
-from batch.errors import AuthRefusedError, InterruptedRun
+from batch.errors import AuthRefusedError, InputFileError, InterruptedRun
 from batch.inputs import InputFile, open_input
 from batch.journal import AsyncJournal, Journal
 from batch.lock import StateLock
-from batch.outcomes import report_row
+from batch.outcomes import report_row, state_row
 from batch.payment_run import PaymentRun
 from batch.policy import FLAG_CODES
+from batch.preflight import Confirm, rows_to_create
 from batch.preview import exit_code_of_preview, preview_file
 from batch.progress import NullProgress, Progress
 from batch.ratelimit import (
@@ -48,7 +49,9 @@ from batch.report import (
     ReportWriter,
     RunInfo,
     RunSummary,
+    check_run_paths,
     default_report_path,
+    organization,
     write_summary_json,
 )
 from batch.rows import InputRow, ReportRow, RowStatus
@@ -107,6 +110,7 @@ async def run_payments(
     progress: Progress | None = None,
     on_secret: Callable[[str], None] = lambda _secret: None,
     run_id: str | None = None,
+    confirm: Confirm | None = None,
 ) -> RunResult:
     """Create the external payments of one input file, exactly once, and write the report.
 
@@ -120,6 +124,13 @@ async def run_payments(
     configured = tuple(parse_window(text) for text in options.rate_limits)
     input_file = open_input(options.input_path, sheet=options.sheet, columns=dict(options.columns))
     report_path = options.report_path or default_report_path(options.input_path, started)
+    check_run_paths(
+        report_path,
+        xlsx=options.xlsx,
+        input_path=options.input_path,
+        state=options.state_path,
+        summary=options.summary_json,
+    )
     on_secret(api_config.client_secret.reveal())
     log.info("run started", extra={"input": str(options.input_path)})
 
@@ -132,11 +143,19 @@ async def run_payments(
             input_sha256=input_file.sha256,
             environment=sent.environment,
             api_host=api_config.api_host,
-            state_file=state,
+            state_path=state,
         )
-        paths, counts, errors = await _write_report(
-            input_file, journal, run_id, report_path, xlsx=options.xlsx, info=info
-        )
+        try:
+            paths, counts, errors = await _write_report(
+                input_file, journal, run_id, report_path, xlsx=options.xlsx, info=info
+            )
+        except InputFileError as exc:  # changed or broken since: the state file has it all
+            if journal is None:
+                raise
+            paths, counts, errors = await _write_state_report(
+                journal, run_id, report_path, xlsx=options.xlsx, info=info, cause=str(exc)
+            )
+            sent = replace(sent, exit_code=exc.exit_code, message=str(exc))
         code = sent.exit_code if sent.exit_code is not None else exit_code_for(counts, errors)
         if journal is not None:
             await journal.write(
@@ -195,6 +214,8 @@ async def run_payments(
                         sleep=sleep,
                         wall=wall,
                         progress=progress,
+                        api_host=api_config.api_host,
+                        confirm=confirm,
                     )
                     done = await finish(journal, location.path, sent)
                 finally:
@@ -291,8 +312,16 @@ async def _send_all(
     sleep: Sleep,
     wall: Callable[[], float],
     progress: Progress,
+    api_host: str,
+    confirm: Confirm | None = None,
 ) -> _Sent:
     environment, api, limiter = conn.environment, conn.api, conn.limiter
+    if environment == "live" and confirm is not None:
+        to_create = await rows_to_create(input_file, journal)
+        if to_create and not confirm(to_create, organization(api_host)):
+            return _Sent(
+                environment=environment, exit_code=1, message="not confirmed: nothing sent"
+            )
     fail_fast_hint = (
         "; the built-in sandbox knows only the sample's orders: to rehearse your own file, "
         "serve it with `paybatch sandbox --open-orders`"
@@ -315,7 +344,10 @@ async def _send_all(
             wall=wall,
             total_rows=total_rows,
         )
-        await PaymentRun(job, input_file, fail_fast_hint=fail_fast_hint).execute()
+        try:
+            await PaymentRun(job, input_file, fail_fast_hint=fail_fast_hint).execute()
+        except InputFileError as exc:  # changed or broken mid-run; the report says so
+            return _Sent(environment=environment, exit_code=exc.exit_code, message=str(exc))
     requests = {**api.requests, "token_requests": conn.provider.refreshes}
     if job.crashed is not None:
         # A bug, logged with its traceback; the journal is consistent, so the report
@@ -356,7 +388,7 @@ async def _write_report(
     info: RunInfo,
 ) -> tuple[ReportPaths, Counter[str], Counter[str]]:
     """Build the report from the journal, row by row in input order, and commit it atomically."""
-    with ReportWriter(path, extra_headers=input_file.extra_headers, xlsx=xlsx) as writer:
+    with ReportWriter(path, extra_headers=input_file.carried_headers, xlsx=xlsx) as writer:
         for chunk in chunks(input_file.rows(), REPORT_CHUNK):
             ids = [row.order_id for row in chunk if row.problem is None]
             records = (
@@ -366,6 +398,24 @@ async def _write_report(
                 writer.write(report_row(row, records.get(row.order_id), run_id=run_id))
         paths = writer.commit(info)
         return paths, Counter(writer.counts), Counter(writer.error_counts)
+
+
+async def _write_state_report(
+    journal: AsyncJournal, run_id: str, path: Path, *, xlsx: bool, info: RunInfo, cause: str
+) -> tuple[ReportPaths, Counter[str], Counter[str]]:
+    """The report of the rows this run touched, from the state file alone (no input columns)."""
+    records = await journal.read(Journal.records)
+    mine = [r for r in records if run_id in (r.run_id, r.sent_run_id, r.created_run_id)]
+    note = (
+        f"built from the state file: {cause}. It lists the rows this run reached, without "
+        "the input's columns; run the file again for the full report"
+    )
+    with ReportWriter(path, extra_headers=(), xlsx=xlsx) as writer:
+        for record in sorted(mine, key=lambda r: r.row_number):
+            writer.write(state_row(record, run_id=run_id))
+        paths = writer.commit(replace(info, note=note))
+    log.warning("report %s", note, extra={"report": str(paths.csv)})
+    return paths, Counter(writer.counts), Counter(writer.error_counts)
 
 
 def preview(
@@ -400,13 +450,15 @@ def validate_file(
     xlsx: bool = True,
     now: Callable[[], datetime] = _utcnow,
     run_id: str | None = None,
+    summary_json: Path | None = None,
 ) -> RunResult:
     """Check every row offline and write a report with valid / invalid / duplicate."""
     started = now()
     run_id = run_id or new_run_id(started)
     input_file = open_input(input_path, sheet=sheet, columns=columns)
     path = report_path or default_report_path(input_path, started)
-    with ReportWriter(path, extra_headers=input_file.extra_headers, xlsx=xlsx) as writer:
+    check_run_paths(path, xlsx=xlsx, input_path=input_path, summary=summary_json)
+    with ReportWriter(path, extra_headers=input_file.carried_headers, xlsx=xlsx) as writer:
         for row in input_file.rows():
             writer.write(_validated(row))
         info = RunInfo(
@@ -421,8 +473,14 @@ def validate_file(
         )
         paths = writer.commit(info)
         counts = Counter(writer.counts)
-    valid = counts[RowStatus.VALID] + counts[RowStatus.SKIPPED] == sum(counts.values())
-    return RunResult(run_id=run_id, exit_code=0 if valid else 1, counts=dict(counts), paths=paths)
+    valid = counts[RowStatus.VALID] + counts[RowStatus.SKIPPED]
+    exit_code = 0 if valid == sum(counts.values()) else 1
+    if summary_json is not None:
+        summary = RunSummary.from_run(
+            info, exit_code=exit_code, counts=counts, error_counts=writer.error_counts, report=paths
+        )
+        write_summary_json(summary_json, summary)
+    return RunResult(run_id=run_id, exit_code=exit_code, counts=dict(counts), paths=paths)
 
 
 def chunks(rows: Iterator[InputRow], size: int) -> Iterator[list[InputRow]]:
@@ -445,5 +503,5 @@ def _validated(row: InputRow) -> ReportRow:
         payment_source_token=row.payment_source_token,
         error_code=problem.code if problem else "",
         error_detail=problem.detail if problem else "",
-        extra=row.extra,
+        extra=row.carried,
     )

@@ -172,7 +172,7 @@ def test_an_order_not_pending_is_refused_by_the_preflight_until_it_is_fixed(
 
     def run(name: str, code: int) -> tuple[int, dict[str, dict[str, str]]]:
         before = post_count(server)
-        report = tmp_path / f"{name}.csv"
+        report = tmp_path / f"{name}-report.csv"  # never the input: that name would be taken
         result = runner.invoke(main, run_args(first.path, state, report), env=server.env())
         assert result.exit_code == code, result.output
         return post_count(server) - before, {r["order_id"]: r for r in read_report(report)}

@@ -146,7 +146,7 @@ def test_xlsx_cells_types_and_summary_match_the_run(sandbox: SandboxServer, tmp_
     assert book.sheetnames[0] == "Summary"
     rows_sheet = book["Rows"]
     header = [c.value for c in rows_sheet[1]]
-    assert header == [*REPORT_COLUMNS, "notes"]  # reference is sent, not carried
+    assert header == [*REPORT_COLUMNS, "reference", "notes"]  # every input column, in order
     first = dict(zip(header, [c.value for c in rows_sheet[2]], strict=True))
     payment_id = sandbox.payments_by_order()["000123"][0]["id"]
     assert first == {
@@ -159,6 +159,7 @@ def test_xlsx_cells_types_and_summary_match_the_run(sandbox: SandboxServer, tmp_
         "error_detail": None,
         "attempts": 1,
         "payment_source_token": "****AAAA",
+        "reference": "INV-1",
         "notes": "plain",
     }
     assert isinstance(first["row"], int)
@@ -168,17 +169,29 @@ def test_xlsx_cells_types_and_summary_match_the_run(sandbox: SandboxServer, tmp_
     assert statuses.count("invalid") == 1
 
     facts = _summary_sheet(book["Summary"])
-    assert facts["run_id"] == summary["run_id"]
-    assert facts["kind"] == "run"
-    assert facts["environment"] == "test"
-    assert facts["api_host"] == summary["api_host"]
-    assert facts["input_sha256"] == summary["input"]["sha256"]  # type: ignore[index]
+    assert facts["Run ID"] == summary["run_id"]
+    assert facts["Command"] == "paybatch run"
+    assert facts["Environment"] == "test"
+    assert facts["API host"] == summary["api_host"]
+    assert facts["Organization"] == summary["api_host"]  # not a commercelayer.io host
+    assert facts["Input file"] == str(input_path)
+    assert facts["State file"] == str(tmp_path / "out" / "state.sqlite")
+    assert facts["Input SHA-256"] == summary["input"]["sha256"]  # type: ignore[index]
+    assert "(UTC" in str(facts["Started"])
     counts = summary["counts"]
     assert isinstance(counts, dict)
     assert counts == {"created": len(INJECTIONS) + 1, "duplicate": 1, "invalid": 1}
-    for status in ("created", "already_created", "failed", "invalid", "duplicate"):
-        assert facts[status] == counts.get(status, 0)
-    assert facts["total"] == len(_rows())
+    labels = {
+        "created": "Rows created",
+        "already_created": "Rows already created (earlier runs)",
+        "failed": "Rows failed",
+        "invalid": "Rows invalid (not sent)",
+        "duplicate": "Rows duplicate (not sent)",
+    }
+    for status, label in labels.items():
+        assert facts[label] == counts.get(status, 0)
+    assert facts["Total rows"] == len(_rows())
+    assert facts["Rows that need someone"] == 2
     assert facts["DUPLICATE_ORDER"] == 1
     assert facts["BLANK_ORDER_ID"] == 1
 
@@ -194,6 +207,7 @@ def test_summary_json_counts_exit_code_run_id_paths_and_timings(
     assert report == {
         "csv": str(tmp_path / "out" / "report.csv"),
         "xlsx": str(tmp_path / "out" / "report.xlsx"),
+        "errors": str(tmp_path / "out" / "report-errors.csv"),
     }
     assert summary["total_rows"] == len(_rows())
     assert summary["error_counts"] == {"DUPLICATE_ORDER": 1, "BLANK_ORDER_ID": 1}

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -94,7 +95,7 @@ def test_csv_has_bom_crlf_header_and_typed_values(tmp_path: Path) -> None:
         w.write(row(3, RowStatus.FAILED, http_status=None, error_code="LOCKED", extra={}))
         paths = w.commit(info(tmp_path))
 
-    assert paths == ReportPaths(csv=target, xlsx=None)
+    assert paths == ReportPaths(csv=target, xlsx=None, errors=target.with_name("report-errors.csv"))
     raw = target.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")
     assert raw.count(b"\r\n") == 3
@@ -217,7 +218,8 @@ def test_nothing_at_final_path_before_commit(tmp_path: Path) -> None:
         (staging,) = tmp_path.iterdir()
         assert staging.name.startswith(".paybatch-")
         paths = w.commit(info(tmp_path))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.csv", "report.xlsx"]
+    names = ["report-errors.csv", "report.csv", "report.xlsx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
     assert paths.xlsx == target.with_suffix(".xlsx")
     with pytest.raises(RuntimeError):
         w.commit(info(tmp_path))
@@ -239,7 +241,9 @@ def test_default_report_path_uses_utc_stamp() -> None:
 
 def test_summary_json_content_and_atomicity(tmp_path: Path) -> None:
     run = info(tmp_path, finished_at=STARTED + timedelta(minutes=2, seconds=3))
-    paths = ReportPaths(csv=tmp_path / "r.csv", xlsx=tmp_path / "r.xlsx")
+    paths = ReportPaths(
+        csv=tmp_path / "r.csv", xlsx=tmp_path / "r.xlsx", errors=tmp_path / "r-errors.csv"
+    )
     summary = RunSummary.from_run(
         run,
         exit_code=1,
@@ -265,7 +269,7 @@ def test_summary_json_content_and_atomicity(tmp_path: Path) -> None:
         "counts": {"created": 3, "failed": 1},
         "total_rows": 4,
         "error_counts": {"LOCKED": 1},
-        "report": {"csv": str(paths.csv), "xlsx": str(paths.xlsx)},
+        "report": {"csv": str(paths.csv), "xlsx": str(paths.xlsx), "errors": str(paths.errors)},
         "requests": {"sent": 4, "429": 2},
     }
     assert os.listdir(target.parent) == ["summary.json"]
@@ -320,7 +324,30 @@ os._exit(9)
     assert [p.name.startswith(".paybatch-") for p in tmp_path.iterdir()] == [True]
 
 
-def test_csv_path_ending_in_xlsx_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"\.xlsx"):
-        ReportWriter(tmp_path / "r.xlsx", extra_headers=[])
-    assert list(tmp_path.iterdir()) == []
+@pytest.mark.parametrize("name", ["r.xlsx", "r.XLSX", "r.Xlsx"])
+def test_report_path_ending_in_xlsx_is_the_xlsx_and_the_csv_goes_beside_it(
+    tmp_path: Path, name: str
+) -> None:
+    with ReportWriter(tmp_path / name, extra_headers=[]) as w:
+        w.write(row(2))
+        paths = w.commit(info(tmp_path))
+    assert paths == ReportPaths(
+        csv=tmp_path / "r.csv", xlsx=tmp_path / name, errors=tmp_path / "r-errors.csv"
+    )
+    assert zipfile.is_zipfile(tmp_path / name)
+    assert read_csv(tmp_path / "r.csv")[1][:3] == ["2", "ord2", "created"]
+
+
+def test_default_report_name_taken_by_any_file_gets_a_suffix(tmp_path: Path) -> None:
+    now = datetime(2025, 5, 31, 23, 30, 5, tzinfo=UTC)
+    names = []
+    for n in (2, 3, 4):
+        path = default_report_path(Path("orders.csv"), now, tmp_path)
+        with ReportWriter(path, extra_headers=[], xlsx=n != 3) as w:
+            w.write(row(n))
+            names.append(w.commit(info(tmp_path)).csv.name)
+        if n == 2:  # any one of a report's files takes the name
+            (tmp_path / names[0]).unlink()
+    stem = "orders-20250531T233005Z"
+    assert names == [f"{stem}.csv", f"{stem}-2.csv", f"{stem}-3.csv"]
+    assert [read_csv(tmp_path / name)[1][0] for name in names[1:]] == ["3", "4"]

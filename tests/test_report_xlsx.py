@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 import zipfile
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,6 +54,18 @@ def row(n: int, status: RowStatus = RowStatus.CREATED, **changes: object) -> Rep
     }
     base.update(changes)
     return ReportRow(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture(autouse=True)
+def _utc_plus_one(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's local zone is UTC+01:00 (no DST), so local times are predictable."""
+    if not hasattr(time, "tzset"):
+        pytest.skip("time.tzset() is POSIX-only")
+    monkeypatch.setenv("TZ", "Etc/GMT-1")  # POSIX sign: GMT-1 is one hour east of UTC
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
 
 
 def all_cells(ws: Worksheet) -> list[object]:
@@ -107,7 +121,7 @@ def mixed_report(tmp_path: Path) -> Path:
 
 def test_rows_sheet_cells_and_types(mixed_report: Path) -> None:
     book = openpyxl.load_workbook(mixed_report)
-    assert book.sheetnames == ["Summary", "Rows"]
+    assert book.sheetnames == ["Summary", "Errors", "Rows"]
     ws = book["Rows"]
     values = list(ws.iter_rows(values_only=True))
     assert list(values[0]) == [*REPORT_COLUMNS, "customer"]
@@ -154,20 +168,29 @@ def test_frozen_header_autofilter_widths_and_colours(mixed_report: Path) -> None
 def test_summary_sheet(mixed_report: Path, tmp_path: Path) -> None:
     book = openpyxl.load_workbook(mixed_report)
     summary = summary_map(book["Summary"])
-    assert summary["run_id"] == "run-xyz"
-    assert summary["started_at"] == "2025-03-01T02:00:00Z"
-    assert summary["finished_at"] == "2025-03-01T02:01:01Z"
-    assert summary["duration_s"] == 61
-    assert summary["input_file"] == "orders.xlsx"
-    assert summary["input_sha256"] == "cd" * 32
-    assert summary["environment"] == "live"
-    assert summary["api_host"] == "acme.commercelayer.io"
-    assert summary["tool_version"] == __version__
-    for status in ("created", "already_created", "failed", "invalid", "duplicate"):
-        assert summary[status] == 1
-    assert summary["not_attempted"] == 1
-    assert summary["total"] == 6
-    assert "valid" not in summary  # a run report lists run statuses
+    assert summary["Run ID"] == "run-xyz"
+    # Local time with its offset: 02:00 UTC is 03:00 at UTC+01:00 (TZ set by the fixture).
+    assert summary["Started"] == "2025-03-01 03:00:00 (UTC+01:00)"
+    assert summary["Finished"] == "2025-03-01 03:01:01 (UTC+01:00)"
+    assert summary["Duration (seconds)"] == 61
+    assert summary["Input file"] == str(tmp_path / "in" / "orders.xlsx")
+    assert summary["Input SHA-256"] == "cd" * 32
+    assert summary["Environment"] == "live"
+    assert summary["Organization"] == "acme"
+    assert summary["API host"] == "acme.commercelayer.io"
+    assert summary["paybatch version"] == __version__
+    for label in (
+        "Rows created",
+        "Rows already created (earlier runs)",
+        "Rows failed",
+        "Rows invalid (not sent)",
+        "Rows duplicate (not sent)",
+        "Rows not attempted",
+    ):
+        assert summary[label] == 1
+    assert summary["Total rows"] == 6
+    assert summary["Rows that need someone"] == 4
+    assert "Rows valid" not in summary  # a run report lists run statuses
     assert summary["VALIDATION_ERROR"] == 1
     assert summary["MISSING_TOKEN"] == 1
     assert summary["DUPLICATE_ORDER"] == 1
@@ -181,9 +204,9 @@ def test_validate_report_lists_validate_statuses(tmp_path: Path) -> None:
         w.write(row(3, RowStatus.VALID, http_status=None, attempts=0, external_payment_id=""))
         w.commit(info(tmp_path, kind="validate"))
     summary = summary_map(openpyxl.load_workbook(target.with_suffix(".xlsx"))["Summary"])
-    assert summary["valid"] == 2
-    assert summary["invalid"] == 0
-    assert "created" not in summary
+    assert summary["Rows valid"] == 2
+    assert summary["Rows invalid (not sent)"] == 0
+    assert "Rows created" not in summary
 
 
 def test_formula_corpus_is_never_a_formula(tmp_path: Path) -> None:
@@ -229,7 +252,7 @@ def test_spill_onto_further_sheets(tmp_path: Path) -> None:
             w.write(row(i + 2, extra={"k": f"v{i}"}))
         w.commit(info(tmp_path))
     book = openpyxl.load_workbook(target.with_suffix(".xlsx"))
-    assert book.sheetnames == ["Summary", "Rows", "Rows 2", "Rows 3"]
+    assert book.sheetnames == ["Summary", "Errors", "Rows", "Rows 2", "Rows 3"]
     seen = []
     for name, expected_rows in (("Rows", 3), ("Rows 2", 3), ("Rows 3", 2)):
         ws = book[name]
@@ -240,7 +263,7 @@ def test_spill_onto_further_sheets(tmp_path: Path) -> None:
         assert ws.auto_filter.ref == f"A1:J{expected_rows + 1}"
         seen += [line[0] for line in values[1:]]
     assert seen == list(range(2, 10))
-    assert summary_map(book["Summary"])["total"] == 8
+    assert summary_map(book["Summary"])["Total rows"] == 8
 
 
 def test_exact_cap_does_not_add_an_empty_sheet(tmp_path: Path) -> None:
@@ -249,7 +272,11 @@ def test_exact_cap_does_not_add_an_empty_sheet(tmp_path: Path) -> None:
         w.write(row(2))
         w.write(row(3))
         w.commit(info(tmp_path))
-    assert openpyxl.load_workbook(target.with_suffix(".xlsx")).sheetnames == ["Summary", "Rows"]
+    assert openpyxl.load_workbook(target.with_suffix(".xlsx")).sheetnames == [
+        "Summary",
+        "Errors",
+        "Rows",
+    ]
 
 
 def test_empty_report_still_opens(tmp_path: Path) -> None:
@@ -258,7 +285,7 @@ def test_empty_report_still_opens(tmp_path: Path) -> None:
         w.commit(info(tmp_path))
     book = openpyxl.load_workbook(target.with_suffix(".xlsx"))
     assert [c.value for c in book["Rows"][1]] == list(REPORT_COLUMNS)
-    assert summary_map(book["Summary"])["total"] == 0
+    assert summary_map(book["Summary"])["Total rows"] == 0
 
 
 def test_overlong_text_is_cut_at_excel_limit(tmp_path: Path) -> None:
@@ -276,3 +303,38 @@ def test_bad_cap_is_refused_and_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sheet_row_cap"):
         ReportWriter(tmp_path / "r.csv", extra_headers=[], sheet_row_cap=0)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_every_sheet_prints_landscape_one_page_wide_with_the_header_repeated(
+    mixed_report: Path,
+) -> None:
+    book = openpyxl.load_workbook(mixed_report)
+    assert book.sheetnames == ["Summary", "Errors", "Rows"]
+    for ws in book.worksheets:
+        assert ws.page_setup.orientation == "landscape", ws.title
+        assert ws.sheet_properties.pageSetUpPr is not None
+        assert ws.sheet_properties.pageSetUpPr.fitToPage, ws.title
+        # fitToWidth="1" is the default, which xlsxwriter leaves out; fitToHeight="0": any.
+        assert ws.page_setup.fitToWidth in (None, 1), ws.title
+        assert ws.page_setup.fitToHeight == 0, ws.title
+        assert ws.print_title_rows == "$1:$1", ws.title
+
+
+def test_long_text_wraps_in_a_row_tall_enough_and_nothing_is_cut(tmp_path: Path) -> None:
+    detail = "the API said something long about this order, " * 4
+    target = tmp_path / "r.csv"
+    with ReportWriter(target, extra_headers=[]) as w:
+        w.write(row(2, RowStatus.FAILED, error_code="VALIDATION_ERROR", error_detail=detail))
+        w.write(row(3))
+        w.commit(info(tmp_path))
+    ws = openpyxl.load_workbook(target.with_suffix(".xlsx"))["Rows"]
+    cell = ws.cell(row=2, column=REPORT_COLUMNS.index("error_detail") + 1)
+    assert cell.value == detail
+    assert cell.alignment.wrap_text
+    width = ws.column_dimensions[cell.column_letter].width
+    assert width is not None
+    assert width <= 41
+    height = ws.row_dimensions[2].height
+    assert height is not None
+    assert height >= 15 * len(detail) / width
+    assert ws.row_dimensions[3].height is None  # short rows keep the default height

@@ -96,10 +96,11 @@ def test_bad_rows_exit_1_with_invalid_and_duplicate(
 
     book = openpyxl.load_workbook(tmp_path / "out" / "check.xlsx")
     facts = {a: b for a, b, *_ in book["Summary"].iter_rows(values_only=True) if a}
-    assert facts["kind"] == "validate"
-    assert facts["environment"] == ("offline" if command == ["validate"] else "test")
-    assert (facts["valid"], facts["invalid"], facts["duplicate"]) == (1, 3, 1)
-    assert facts["total"] == 5
+    assert facts["Command"] == "paybatch validate (nothing sent)"
+    assert facts["Environment"] == ("offline" if command == ["validate"] else "test")
+    counts = ("Rows valid", "Rows invalid (not sent)", "Rows duplicate (not sent)")
+    assert tuple(facts[label] for label in counts) == (1, 3, 1)
+    assert facts["Total rows"] == 5
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from batch import __version__
+from batch.cli import stdio
 from batch.cli.progress import BarProgress, LogProgress
 from batch.cli.sandbox import sandbox
 from batch.config import (
@@ -40,9 +41,11 @@ from batch.errors import (
 )
 from batch.inputs import parse_column_mapping
 from batch.logs import configure_logging, register_secret
+from batch.preflight import Confirm
 from batch.progress import NullProgress, Progress
 from batch.ratelimit import parse_window
 from batch.reconcile import reconcile_input, reconcile_state
+from batch.report import reconcile_summary, write_summary_json
 from batch.runner import RunResult, new_run_id, preview, run_payments, validate_file
 from batch.statefile import HOME_VARIABLE, STATE_VARIABLE, data_dir
 
@@ -67,6 +70,14 @@ def _columns(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]
     except UsageError as exc:
         raise click.BadParameter(str(exc)) from None
 
+
+# `-` is standard input (CSV); a directory is refused by click with its own name.
+INPUT_PATH = click.Path(dir_okay=False, allow_dash=True, path_type=Path)
+SUMMARY_JSON = click.option(
+    "--summary-json",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Also write a machine-readable summary here (`-`: standard output).",
+)
 
 INPUT_OPTIONS = (
     click.option("--sheet", metavar="NAME", help="XLSX sheet to read (default: the first)."),
@@ -154,16 +165,24 @@ def _logging(run_id: str, log_format: str, quiet: bool, verbose: bool) -> str:
     return run_id
 
 
+def plural(n: int, word: str) -> str:
+    """`1 row`, `2 rows`."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _summary(result: RunResult, *, state_kept: bool = True) -> None:
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
+    counts = ", ".join(
+        f"{n} {status.replace('_', ' ')}" for status, n in sorted(result.counts.items())
+    )
     total = sum(result.counts.values())
-    _say(f"{total} rows: {counts or 'none'}")
+    _say(f"{plural(total, 'row')}: {counts or 'none'}")
     if result.state_path is not None:
         _say(f"state: {result.state_path}" if state_kept else "state: thrown away (sandbox)")
     if result.paths is not None:
         _say(f"report: {result.paths.csv}")
         if result.paths.xlsx is not None:
             _say(f"report: {result.paths.xlsx}")
+        _say(f"rows that need someone: {result.paths.errors}")
     if result.message:
         _say(f"paybatch: {result.message}", logging.ERROR if result.exit_code else logging.INFO)
 
@@ -185,7 +204,7 @@ def main() -> None:
 
 
 @main.command(epilog=exit_codes_help(RUN))
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=INPUT_PATH)
 @output_options
 @input_options
 @click.option(
@@ -245,10 +264,12 @@ def main() -> None:
     show_default=True,
     help="Seconds to let requests in flight finish after SIGINT/SIGTERM.",
 )
+@SUMMARY_JSON
 @click.option(
-    "--summary-json",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Also write a machine-readable run summary here.",
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Do not ask before paying in a live organization (without a terminal it never asks).",
 )
 @click.option(
     "--progress/--no-progress",
@@ -286,13 +307,14 @@ def run(
     fail_fast_after: int,
     grace: float,
     summary_json: Path | None,
+    yes: bool,
     show_progress: bool | None,
     sandbox: bool,
     dry_run: bool,
 ) -> None:
-    """Create one external payment per row of INPUT (CSV, TSV or XLSX)."""
+    """Create one external payment per row of INPUT (CSV, TSV or XLSX; `-` reads CSV from stdin)."""
     run_id = _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
-    with _errors_to_exit_codes():
+    with _errors_to_exit_codes(), stdio.input_path(input_path) as input_path:
         options = RunOptions(
             input_path=input_path,
             report_path=report_path,
@@ -334,6 +356,7 @@ def run(
                     progress=progress,
                     on_secret=register_secret,
                     run_id=run_id,
+                    confirm=_confirm(yes),
                 )
             )
         _summary(result, state_kept=state_given or not sandbox)
@@ -352,6 +375,20 @@ def _api_config(sandbox: bool) -> Iterator[ApiConfig]:
         yield ApiConfig.from_env(server.env())
 
 
+def _confirm(yes: bool) -> Confirm | None:
+    """Ask on a terminal before paying in a live organization; never under cron or with --yes."""
+    if yes or not (sys.stdin.isatty() and sys.stderr.isatty()):
+        return None
+
+    def ask(rows: int, organization: str) -> bool:
+        question = (
+            f"Create {plural(rows, 'external payment')} in the LIVE organization {organization}?"
+        )
+        return click.confirm(question, default=False, err=True)
+
+    return ask
+
+
 def _progress(show: bool | None, quiet: bool) -> Progress:
     if show is None:
         show = sys.stderr.isatty() and not quiet
@@ -361,9 +398,10 @@ def _progress(show: bool | None, quiet: bool) -> Progress:
 
 
 @main.command(epilog=exit_codes_help(VALIDATE))
-@click.argument("input_path", metavar="INPUT", type=click.Path(path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=INPUT_PATH)
 @output_options
 @input_options
+@SUMMARY_JSON
 @click.option(
     "--server",
     "ask_server",
@@ -391,6 +429,7 @@ def validate(
     sheet: str | None,
     ask_server: bool,
     state_path: Path | None,
+    summary_json: Path | None,
 ) -> None:
     """Check every row of INPUT; write a report of valid, invalid and duplicate rows.
 
@@ -398,7 +437,7 @@ def validate(
     problem with the file itself.
     """
     run_id = _logging(new_run_id(datetime.now(UTC)), log_format, quiet, verbose)
-    with _errors_to_exit_codes():
+    with _errors_to_exit_codes(), stdio.input_path(input_path) as input_path:
         if ask_server:
             options = RunOptions(
                 input_path=input_path,
@@ -421,6 +460,7 @@ def validate(
             report_path=report_path,
             xlsx=not no_xlsx,
             run_id=run_id,
+            summary_json=summary_json,
         )
         _summary(result)
         sys.exit(result.exit_code)
@@ -448,6 +488,7 @@ def validate(
     help="CSV of findings (default: reports/reconcile-<UTC time>.csv).",
 )
 @input_options
+@SUMMARY_JSON
 @log_options
 def reconcile(
     input_path: Path | None,
@@ -455,6 +496,7 @@ def reconcile(
     report_path: Path | None,
     sheet: str | None,
     columns: dict[str, str],
+    summary_json: Path | None,
     log_format: str,
     quiet: bool,
     verbose: bool,
@@ -468,7 +510,7 @@ def reconcile(
     more_than_one_payment, order_not_found. Exits 0 when every order is paid, 1 otherwise.
     """
     started = datetime.now(UTC)
-    _logging(new_run_id(started), log_format, quiet, verbose)
+    run_id = _logging(new_run_id(started), log_format, quiet, verbose)
     with _errors_to_exit_codes():
         path = report_path or Path("reports") / f"reconcile-{started:%Y%m%dT%H%M%SZ}.csv"
         config = ApiConfig.from_env(os.environ)
@@ -489,8 +531,20 @@ def reconcile(
                 state_dir=data_dir(os.environ),
                 on_secret=register_secret,
             )
-        _say(f"{result.checked} orders checked, {result.mismatched} not paid as expected")
+        _say(f"{plural(result.checked, 'order')} checked, {result.mismatched} not paid as expected")
         _say(f"report: {result.report}")
+        if summary_json is not None:
+            summary = reconcile_summary(
+                run_id=run_id,
+                exit_code=result.exit_code,
+                checked=result.checked,
+                mismatched=result.mismatched,
+                report=result.report,
+                state_path=state_path,
+                started_at=started,
+                finished_at=datetime.now(UTC),
+            )
+            write_summary_json(summary_json, summary)
         sys.exit(result.exit_code)
 
 

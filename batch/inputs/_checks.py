@@ -21,7 +21,7 @@ from batch.inputs._values import (
     masked_token_problem,
     text_problem,
 )
-from batch.rows import DUPLICATE_ORDER, REPEATED_HEADER, InputRow, RowProblem
+from batch.rows import DUPLICATE_ORDER, OPTIONAL_COLUMNS, REPEATED_HEADER, InputRow, RowProblem
 
 BLANK_ORDER_ID = "BLANK_ORDER_ID"
 BLANK_ORDER_NUMBER = "BLANK_ORDER_NUMBER"
@@ -184,6 +184,7 @@ class RowChecker:
             options=parsed["options"],
             extra=extra,
             problem=problem,
+            mapped={c: values[c] for c in OPTIONAL_COLUMNS if c in values},
         )
 
 

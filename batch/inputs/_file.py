@@ -32,7 +32,7 @@ from batch.inputs._text import (
     text_records,
     widest_delimiter,
 )
-from batch.rows import InputRow, RowProblem
+from batch.rows import OPTIONAL_COLUMNS, InputRow, RowProblem
 
 log = logging.getLogger(__name__)
 # (spreadsheet row, trimmed cells, a problem the reader found in a cell)
@@ -83,6 +83,10 @@ class InputFile:
         self._layout: Layout = layout
         self.headers: list[str] = list(layout.headers)
         self.extra_headers: list[str] = [key for key, _ in layout.extra]
+        # The report's input columns, in file order: InputRow.carried's keys.
+        carried = {i: key for key, i in layout.extra}
+        carried.update((i, c) for c, i in layout.known.items() if c in OPTIONAL_COLUMNS)
+        self.carried_headers: list[str] = [carried[i] for i in sorted(carried)]
 
     def _find_sheet(self, sheet: str | None, columns: Mapping[str, str]) -> tuple[str, int, Layout]:
         name, match = self.path.name, self.match

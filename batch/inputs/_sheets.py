@@ -20,7 +20,7 @@ from python_calamine import CalamineSheet, CalamineWorkbook, SheetTypeEnum, Shee
 from batch.errors import InputFileError
 from batch.inputs import _messages as msg
 from batch.inputs._detect import FileKind
-from batch.rows import RowProblem
+from batch.rows import RowProblem, TypedCell
 
 Cell = int | float | str | bool | dt.date | dt.time | dt.timedelta
 SheetRecord = tuple[int, list[Cell]]
@@ -33,20 +33,28 @@ EXCEL_DIGITS = 15
 
 
 def cell_text(value: Cell) -> str:
-    """A cell as the text a person sees: 12345 not 12345.0, dates in ISO form."""
+    """A cell as the text a person sees: 12345 not 12345.0, dates in ISO form.
+
+    Numbers and dates come back as a `TypedCell`: that text, with the value beside it, so
+    the XLSX report can keep them numbers and dates.
+    """
     if type(value) is str:
         return value.strip()
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, float):
         if value.is_integer() and abs(value) < 10**EXCEL_DIGITS:
-            return str(int(value))
-        return repr(value)
+            return TypedCell(str(int(value)), value)
+        return TypedCell(repr(value), value)
+    if isinstance(value, int):
+        return TypedCell(str(value), value)
     if isinstance(value, dt.datetime):
         if value.time() == dt.time(0):
-            return value.date().isoformat()
-        return value.isoformat()
-    if isinstance(value, dt.date | dt.time):
+            return TypedCell(value.date().isoformat(), value)
+        return TypedCell(value.isoformat(), value)
+    if isinstance(value, dt.date):
+        return TypedCell(value.isoformat(), value)
+    if isinstance(value, dt.time):
         return value.isoformat()
     return str(value).strip()
 

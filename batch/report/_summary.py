@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -10,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from batch import __version__
+from batch.errors import FileSystemError
 from batch.report._atomic import write_text_atomically
-from batch.report._writer import ReportPaths, RunInfo, utc_iso
+from batch.report._paths import ReportPaths
+from batch.report._summary_sheet import RunInfo, utc_iso
 
 SCHEMA_VERSION = 1
 
@@ -88,12 +91,51 @@ class RunSummary:
             else {
                 "csv": str(self.report.csv),
                 "xlsx": None if self.report.xlsx is None else str(self.report.xlsx),
+                "errors": str(self.report.errors),
             },
             "requests": dict(self.requests),
         }
 
 
-def write_summary_json(path: Path, summary: RunSummary) -> None:
-    """Write the summary as pretty JSON, atomically (readers never see half a file)."""
-    text = json.dumps(summary.to_json(), indent=2, ensure_ascii=False) + "\n"
-    write_text_atomically(path, text)
+def write_summary_json(path: Path, summary: RunSummary | Mapping[str, Any]) -> None:
+    """Write the summary as pretty JSON, atomically (readers never see half a file).
+
+    `-` is standard output; everything paybatch says to people goes to stderr.
+    """
+    doc = summary.to_json() if isinstance(summary, RunSummary) else dict(summary)
+    text = json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    if str(path) == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        write_text_atomically(path, text)
+    except OSError as exc:
+        raise FileSystemError.wrap("the run summary", path, exc) from None
+
+
+def reconcile_summary(
+    *,
+    run_id: str,
+    exit_code: int,
+    checked: int,
+    mismatched: int,
+    report: Path,
+    state_path: Path | None,
+    started_at: datetime,
+    finished_at: datetime,
+) -> dict[str, Any]:
+    """The `paybatch reconcile --summary-json` document."""
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "command": "reconcile",
+        "run_id": run_id,
+        "exit_code": exit_code,
+        "started_at": utc_iso(started_at),
+        "finished_at": utc_iso(finished_at),
+        "state": str(state_path) if state_path else None,  # None: the run's default
+        "checked": checked,
+        "mismatched": mismatched,
+        "report": {"csv": str(report)},
+        "tool_version": __version__,
+    }

@@ -6,12 +6,20 @@ import csv
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from batch.errors import FileSystemError
 from batch.report._atomic import Staging, fsync
 from batch.report._cells import neutralise
 
 
 def write_table(path: Path, header: Sequence[str], rows: Iterable[Sequence[str | int]]) -> None:
     """Write `rows` under `header`; text cells are neutralised, numbers stay numbers."""
+    try:
+        _write(path, header, rows)
+    except OSError as exc:
+        raise FileSystemError.wrap("the report", path, exc) from None
+
+
+def _write(path: Path, header: Sequence[str], rows: Iterable[Sequence[str | int]]) -> None:
     staging = Staging(path.parent)
     try:
         staged = staging.file(path.name)

@@ -1,72 +1,30 @@
-"""ReportWriter: stream ReportRows into a CSV (and an XLSX beside it), published atomically."""
+"""ReportWriter: stream ReportRows into a CSV, an error file and an XLSX, published atomically."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
 
-from batch import __version__
+from batch.errors import FileSystemError
 from batch.report import _cells
+from batch.report._advice import needs_a_person
 from batch.report._atomic import Staging, fsync
 from batch.report._csv import CsvReport
+from batch.report._paths import ReportPaths, report_files
+from batch.report._summary_sheet import RunInfo, summary_lines
 from batch.report._xlsx import DEFAULT_SHEET_ROW_CAP, XlsxReport
-from batch.rows import ReportRow, RowStatus
-
-RUN_STATUSES = tuple(s for s in RowStatus if s is not RowStatus.VALID)
-VALIDATE_STATUSES = (RowStatus.VALID, RowStatus.INVALID, RowStatus.DUPLICATE)
-
-
-def utc_iso(moment: datetime) -> str:
-    """`2025-01-31T23:59:59Z`; a naive datetime is taken to be UTC already."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunInfo:
-    """What the Summary sheet says about the run that produced the rows."""
-
-    run_id: str
-    started_at: datetime
-    finished_at: datetime
-    input_path: Path
-    input_sha256: str
-    environment: str  # "test" or "live"
-    api_host: str
-    tool_version: str = __version__
-    kind: Literal["run", "validate"] = "run"
-    state_file: Path | None = None
-
-    @property
-    def duration_s(self) -> float:
-        """Seconds from start to finish."""
-        return (self.finished_at - self.started_at).total_seconds()
-
-
-@dataclass(frozen=True)
-class ReportPaths:
-    """Where a committed report lives."""
-
-    csv: Path
-    xlsx: Path | None
-
-
-def default_report_path(input_path: Path, now: datetime, directory: Path = Path("reports")) -> Path:
-    """`reports/<input-stem>-<UTC yyyymmddTHHMMSSZ>.csv`."""
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=UTC)
-    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return directory / f"{input_path.stem}-{stamp}.csv"
+from batch.rows import ReportRow
 
 
 class ReportWriter:
     """Write the reconciliation report one row at a time; nothing is at the final path until commit.
+
+    `path` is the CSV, or the XLSX when it ends in .xlsx (any case); the CSV, the XLSX and
+    the error file `<stem>-errors.csv` go side by side, replacing any files of those names
+    (`default_report_path()` picks names nobody has taken).
 
     Use it as a context manager: leaving the block with an exception aborts, leaving it
     normally without commit() aborts too (a report nobody committed is not a report).
@@ -74,38 +32,43 @@ class ReportWriter:
 
     def __init__(
         self,
-        csv_path: Path,
+        path: Path,
         *,
         extra_headers: Sequence[str],
         xlsx: bool = True,
         sheet_row_cap: int = DEFAULT_SHEET_ROW_CAP,
     ) -> None:
-        self._csv_path = csv_path
-        self._xlsx_path = csv_path.with_suffix(".xlsx") if xlsx else None
+        self._path = Path(path)
+        self._xlsx_wanted = xlsx
+        names = report_files(self._path, xlsx=xlsx)
         self._extra_headers = tuple(extra_headers)
         self._counts: Counter[str] = Counter()
         self._error_counts: Counter[str] = Counter()
+        self._to_do = 0
         self._done = False
-        header = _cells.header(self._extra_headers)
-        if self._xlsx_path == csv_path:
-            raise ValueError("the CSV report path must not end in .xlsx")
         if not 1 <= sheet_row_cap <= DEFAULT_SHEET_ROW_CAP:
             raise ValueError(f"sheet_row_cap must be between 1 and {DEFAULT_SHEET_ROW_CAP}")
-        self._staging = Staging(csv_path.parent)
         self._xlsx: XlsxReport | None = None
+        with _file_system(names.csv):
+            self._staging = Staging(names.csv.parent)
+        self._staged = {
+            "csv": self._staging.file("report.csv"),
+            "xlsx": self._staging.file("report.xlsx"),
+            "errors": self._staging.file("errors.csv"),
+        }
         try:
-            self._csv = CsvReport(self._staging.file(csv_path.name), header)
-        except BaseException:
-            self._staging.discard()
-            raise
-        try:
-            if self._xlsx_path is not None:
-                self._xlsx = XlsxReport(
-                    self._staging.file(self._xlsx_path.name),
-                    header,
-                    tmpdir=self._staging.path,
-                    sheet_row_cap=sheet_row_cap,
-                )
+            with _file_system(names.csv):
+                self._csv = CsvReport(self._staged["csv"], _cells.header(self._extra_headers))
+                error_header = _cells.error_header(self._extra_headers)
+                self._errors = CsvReport(self._staged["errors"], error_header)
+                if xlsx:
+                    self._xlsx = XlsxReport(
+                        self._staged["xlsx"],
+                        _cells.header(self._extra_headers),
+                        error_header=error_header,
+                        tmpdir=self._staging.path,
+                        sheet_row_cap=sheet_row_cap,
+                    )
         except BaseException:
             self._release()
             raise
@@ -132,36 +95,54 @@ class ReportWriter:
         """Rows written so far, by error code (rows without one are not counted)."""
         return dict(self._error_counts)
 
+    @property
+    def to_do(self) -> int:
+        """Rows written to the error file so far."""
+        return self._to_do
+
     def write(self, row: ReportRow) -> None:
-        """Append one row."""
+        """Append one row (and to the error file, when it needs a person)."""
         if self._done:
             raise RuntimeError("the report is already committed or aborted")
         cells = _cells.cells(row, self._extra_headers)
-        self._csv.write(cells)
-        if self._xlsx is not None:
-            self._xlsx.write(cells)
+        with _file_system(self._path):
+            self._csv.write(cells)
+            if self._xlsx is not None:
+                self._xlsx.write(cells)
+            if needs_a_person(row.status, row.error_code):
+                errors = _cells.error_cells(row, self._extra_headers)
+                self._errors.write(errors)
+                if self._xlsx is not None:
+                    self._xlsx.write_error(errors)
+                self._to_do += 1
         self._counts[str(row.status)] += 1
         if row.error_code:
             self._error_counts[row.error_code] += 1
 
     def commit(self, info: RunInfo) -> ReportPaths:
-        """Finish both files, fsync them and move them into place (XLSX first, CSV last)."""
+        """Finish the files, fsync them and move them into place (the CSV last)."""
         if self._done:
             raise RuntimeError("the report is already committed or aborted")
         self._done = True
         try:
-            self._csv.close()
-            if self._xlsx is not None:
-                self._xlsx.close(self._summary_lines(info))
-            # The CSV is the file cron looks for, so it appears last: if it is there, so is
-            # the XLSX.
-            if self._xlsx_path is not None:
-                self._staging.publish(self._staging.file(self._xlsx_path.name), self._xlsx_path)
-            self._staging.publish(self._staging.file(self._csv_path.name), self._csv_path)
-            fsync(self._csv_path.parent)
+            with _file_system(self._path):
+                self._csv.close()
+                self._errors.close()
+                if self._xlsx is not None:
+                    self._xlsx.close(
+                        summary_lines(info, self._counts, self._error_counts, self._to_do)
+                    )
+                paths = report_files(self._path, xlsx=self._xlsx_wanted)
+                # The CSV is the file cron looks for, so it appears last: if it is there, so
+                # are the others.
+                if paths.xlsx is not None:
+                    self._staging.publish(self._staged["xlsx"], paths.xlsx)
+                self._staging.publish(self._staged["errors"], paths.errors)
+                self._staging.publish(self._staged["csv"], paths.csv)
+                fsync(paths.csv.parent)
         finally:
             self._release()
-        return ReportPaths(csv=self._csv_path, xlsx=self._xlsx_path)
+        return paths
 
     def abort(self) -> None:
         """Drop everything written so far; the final paths are left untouched (idempotent)."""
@@ -169,40 +150,21 @@ class ReportWriter:
         self._release()
 
     def _release(self) -> None:
-        self._csv.close()
-        if self._xlsx is not None:
-            try:
+        for part in ("_csv", "_errors"):
+            report = getattr(self, part, None)
+            if report is not None:
+                report.close()
+        try:
+            if self._xlsx is not None:
                 self._xlsx.discard()
-            finally:
-                self._staging.discard()
-        else:
+        finally:
             self._staging.discard()
 
-    def _summary_lines(self, info: RunInfo) -> list[list[str | float]]:
-        statuses = RUN_STATUSES if info.kind == "run" else VALIDATE_STATUSES
-        shown = [str(s) for s in statuses] + sorted(set(self._counts) - set(map(str, statuses)))
-        lines: list[list[str | float]] = [
-            ["run_id", info.run_id],
-            ["kind", info.kind],
-            ["started_at", utc_iso(info.started_at)],
-            ["finished_at", utc_iso(info.finished_at)],
-            ["duration_s", round(info.duration_s, 3)],
-            ["input_file", info.input_path.name],
-            ["input_sha256", info.input_sha256],
-            ["environment", info.environment],
-            ["api_host", info.api_host],
-            ["tool_version", info.tool_version],
-            ["state_file", str(info.state_file or "")],
-            [],
-            ["status", "rows"],
-        ]
-        lines += [[status, self._counts.get(status, 0)] for status in shown]
-        lines.append(["total", sum(self._counts.values())])
-        if self._error_counts:
-            lines += [[], ["error_code", "rows"]]
-            lines += [[code, n] for code, n in sorted(self._error_counts.items(), key=_by_count)]
-        return [[_cells.neutralise(v) if isinstance(v, str) else v for v in line] for line in lines]
 
-
-def _by_count(item: tuple[str, int]) -> tuple[int, str]:
-    return (-item[1], item[0])
+@contextmanager
+def _file_system(path: Path) -> Iterator[None]:
+    """An OSError while writing the report becomes one line naming the path and the cause."""
+    try:
+        yield
+    except OSError as exc:
+        raise FileSystemError.wrap("the report", path, exc) from None
