@@ -34,7 +34,7 @@ async def preview_file(
     now: Callable[[], datetime],
     client: HttpClient | None = None,
     on_secret: Callable[[str], None] = lambda _secret: None,
-) -> tuple[Counter[str], Counter[str], ReportPaths]:
+) -> tuple[Counter[str], Counter[str], ReportPaths, RunInfo]:
     """Write a report of what a run would do; returns its counts, error counts and path."""
     started = now()
     input_file = open_input(options.input_path, sheet=options.sheet, columns=dict(options.columns))
@@ -76,7 +76,7 @@ async def preview_file(
                 kind="validate",
             )
             paths = out.commit(info)
-            return Counter(out.counts), Counter(out.error_counts), paths
+            return Counter(out.counts), Counter(out.error_counts), paths, info
     finally:
         if owned:
             await http.aclose()

@@ -428,17 +428,18 @@ def preview(
     on_secret: Callable[[str], None] = lambda _secret: None,
 ) -> RunResult:
     """The preflight alone (`run --dry-run`, `validate --server`): sends nothing."""
-    counts, errors, paths = asyncio.run(
+    counts, errors, paths, info = asyncio.run(
         preview_file(
             options, api_config, run_id=run_id, now=now, client=client, on_secret=on_secret
         )
     )
-    return RunResult(
-        run_id=run_id,
-        exit_code=exit_code_of_preview(counts, errors),
-        counts=dict(counts),
-        paths=paths,
-    )
+    exit_code = exit_code_of_preview(counts, errors)
+    if options.summary_json is not None:
+        summary = RunSummary.from_run(
+            info, exit_code=exit_code, counts=dict(counts), error_counts=dict(errors), report=paths
+        )
+        write_summary_json(options.summary_json, summary)
+    return RunResult(run_id=run_id, exit_code=exit_code, counts=dict(counts), paths=paths)
 
 
 def validate_file(

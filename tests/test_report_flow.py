@@ -174,17 +174,20 @@ def test_a_paid_row_with_a_flag_is_in_the_error_file(
     [line] = _error_file(tmp_path / "out" / "b-errors.csv")
     assert (line["status"], line["error_code"]) == ("already_created", "TOKEN_CHANGED")
     assert "nothing was resent" in line["what_to_do"]
-    assert again.exit_code == 0
+    assert again.exit_code == 1  # paid, but a person must look at it
 
 
 def test_validate_and_dry_run_write_a_summary_json_and_dash_means_stdin_and_stdout(
-    tmp_path: Path,
+    sandbox: SandboxServer, tmp_path: Path
 ) -> None:
     data = "order_id,payment_source_token\nORD1,tok_one_1111\n,tok_blank_2222\n"
     report = tmp_path / "v.csv"
     for args in (["validate"], ["run", "--dry-run"]):
         result = CliRunner().invoke(
-            main, [*args, "-", "--report", str(report), "--summary-json", "-"], input=data
+            main,
+            [*args, "-", "--report", str(report), "--summary-json", "-"],
+            input=data,
+            env=sandbox.env(),  # the dry run asks the server (the preflight)
         )
         assert result.exit_code == 1, result.output
         doc = json.loads(result.stdout)  # stdout holds the JSON and nothing else
@@ -216,4 +219,4 @@ def test_reconcile_writes_a_summary_json_to_stdout(sandbox: SandboxServer, tmp_p
     doc = json.loads(result.stdout)
     assert (doc["command"], doc["checked"], doc["mismatched"]) == ("reconcile", 2, 0)
     assert doc["report"] == {"csv": str(report)}
-    assert "2 created payments checked, 0 mismatched" in result.stderr
+    assert "2 orders checked, 0 not paid as expected" in result.stderr

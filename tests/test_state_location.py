@@ -136,7 +136,7 @@ def test_the_summary_sheet_says_where_the_state_is(
     book = openpyxl.load_workbook(report.with_suffix(".xlsx"), read_only=True)
     summary = {r[0]: r[1] for r in book["Summary"].iter_rows(values_only=True) if r and r[0]}
     book.close()
-    assert summary["state_file"] == str(default_state(sandbox, paybatch_home).path)
+    assert summary["State file"] == str(default_state(sandbox, paybatch_home).path)
 
 
 def test_a_0_byte_state_file_is_a_new_one(sandbox: SandboxServer, tmp_path: Path) -> None:

@@ -445,6 +445,7 @@ def validate(
                 state_path=state_path,
                 state_dir=data_dir(os.environ),
                 xlsx=not no_xlsx,
+                summary_json=summary_json,
                 sheet=sheet,
                 columns=columns,
             )
