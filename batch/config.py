@@ -6,6 +6,7 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from batch.errors import InsecureURLError, UsageError
@@ -118,6 +119,7 @@ class RunOptions:
     summary_json: Path | None = None
     sheet: str | None = None
     columns: Mapping[str, str] = field(default_factory=dict)
+    match: Literal["id", "number"] = "id"  # key rows on order_id, or on order_number
     sandbox: bool = False  # against the built-in sandbox: messages point to its options
 
     @property

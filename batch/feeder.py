@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 
 from batch.api import LOOKUP_BATCH, LookupFailedError
 from batch.inputs import InputFile
-from batch.journal import Journal, Plan, Record, RowState
+from batch.journal import Journal, Plan, Record, Resolution, RowState
 from batch.policy import VERDICTS, Finding, OrderView, finding_for, payment_of
-from batch.rows import InputRow, RowStatus, token_hash
+from batch.rows import DUPLICATE_ORDER, InputRow, RowStatus, token_hash
 from batch.run_context import FailFast, RunContext
 from batch.settler import Settler
 
@@ -43,21 +44,28 @@ class Feeder:
         self._ahead = asyncio.Semaphore(PREFLIGHT_AHEAD)
         self._lookups: set[asyncio.Task[None]] = set()
         self.preflight_batches = 0
+        self._resolved_ids: set[str] = set()  # --match number: each order once per run
 
     async def run(self) -> None:
         """Feed every row; returns once every batch is admitted and looked up (or stopped)."""
+        by_number = self._input.match == "number"
         try:
             for batch in _batches(self._input.rows(), LOOKUP_BATCH):
                 if self._ctx.stopping.is_set():
                     return
-                to_check = await self._admit(batch)
-                if not to_check:
-                    continue
+                if by_number:  # the IDs come from the server: admission waits for them
+                    work = self._by_number(batch)
+                else:
+                    to_check = await self._admit(batch)
+                    if not to_check:
+                        continue
+                    for _ in to_check:
+                        self._ctx.work.add()
+                    work = self._preflight(to_check)
                 if not await self._ctx.until(self._ahead.acquire()):
+                    work.close()
                     return
-                for _ in to_check:
-                    self._ctx.work.add()
-                task = asyncio.create_task(self._preflight(to_check))
+                task = asyncio.create_task(work)
                 self._lookups.add(task)
                 task.add_done_callback(self._lookups.discard)
         finally:
@@ -91,6 +99,66 @@ class Feeder:
             else:
                 to_check.append(row)
         return to_check
+
+    async def _by_number(self, batch: list[InputRow]) -> None:
+        """--match number: resolve the batch's numbers, record them, then as `_preflight`."""
+        ctx = self._ctx
+        try:
+            numbers = [row.order_number for row in batch if row.problem is None]
+            try:
+                views = await ctx.api.order_views(numbers=numbers) if numbers else {}
+            except LookupFailedError as exc:
+                log.error("order numbers not looked up, %d rows not sent: %s", len(numbers), exc)
+                for row in batch:
+                    ctx.advance(str(row.status_if_refused or RowStatus.NOT_ATTEMPTED))
+                return
+            resolved: list[InputRow] = []
+            by_id: dict[str, OrderView] = {}
+            for row in batch:
+                if row.problem is not None:
+                    resolved.append(row)
+                    continue
+                view = views[row.order_number]
+                found = await self._resolve(row, view)
+                if found is not None:
+                    resolved.append(found)
+                    by_id[found.order_id] = view
+            to_check = await self._admit(resolved)
+            for row in to_check:
+                ctx.work.add()
+                await self._apply(row, by_id[row.order_id])
+        except Exception as exc:  # the rows stay pending: not attempted, sent by the next run
+            ctx.failed("order number lookup", exc)
+        finally:
+            self._ahead.release()
+
+    async def _resolve(self, row: InputRow, view: OrderView) -> InputRow | None:
+        """The row with its order's ID, or None when the number is refused (recorded why)."""
+        ctx = self._ctx
+        if view.found and view.order_id in self._resolved_ids:
+            resolution = Resolution(
+                "",
+                DUPLICATE_ORDER,
+                f"order number {row.order_number} is order "
+                f"{view.order_id}, which an earlier row already holds; not sent",
+            )
+        elif view.found:
+            self._resolved_ids.add(view.order_id)
+            resolution = Resolution(view.order_id)
+        else:
+            finding, detail = finding_for(view, "")
+            resolution = Resolution("", VERDICTS[finding].code, detail)
+        now = ctx.wall()
+        await ctx.journal.write(lambda j: j.resolve(row.order_number, resolution, now=now))
+        if resolution.order_id:
+            return replace(row, order_id=resolution.order_id)
+        log.warning("row %d: not sent, %s: %s", row.row, resolution.code, resolution.detail)
+        if resolution.code == DUPLICATE_ORDER:
+            ctx.advance(RowStatus.DUPLICATE)
+        else:
+            ctx.advance(RowStatus.FAILED)
+            await self._fail_fast.observe(404, resolution.code, "")
+        return None
 
     async def _preflight(self, rows: list[InputRow]) -> None:
         ctx = self._ctx

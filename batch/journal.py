@@ -121,6 +121,15 @@ def _record(values: Sequence[Any]) -> Record:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """An order number's order ID on the server, or the code and detail of why there is none."""
+
+    order_id: str
+    code: str = ""
+    detail: str = ""
+
+
 def binding(api_host: str, environment: str) -> str:
     return f"{environment}@{api_host}"
 
@@ -247,7 +256,31 @@ class Journal:
         rows = self._db.execute(f"{query} WHERE state IN ({marks}) ORDER BY order_id", wanted)
         return [_record(v) for v in rows]
 
+    def numbers(self, numbers: Sequence[str]) -> dict[str, Resolution]:
+        """What these order numbers resolved to on the server (--match number)."""
+        found: dict[str, Resolution] = {}
+        for start in range(0, len(numbers), 500):
+            chunk = list(numbers[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            query = (
+                "SELECT number, order_id, error_code, error_detail FROM order_numbers "  # noqa: S608
+                f"WHERE number IN ({marks})"
+            )
+            for number, order_id, code, detail in self._db.execute(query, chunk):
+                found[number] = Resolution(order_id, code, detail)
+        return found
+
     # writes (call inside `transaction`)
+
+    def resolve(self, number: str, resolution: Resolution, *, now: float) -> None:
+        """Record what an order number resolved to: an order ID, or why none."""
+        self._db.execute(
+            "INSERT INTO order_numbers (number, order_id, error_code, error_detail, updated_at) "
+            "VALUES (?,?,?,?,?) ON CONFLICT (number) DO UPDATE SET order_id=excluded.order_id, "
+            "error_code=excluded.error_code, error_detail=excluded.error_detail, "
+            "updated_at=excluded.updated_at",
+            (number, resolution.order_id, resolution.code, resolution.detail, now),
+        )
 
     def admit(
         self, row: InputRow, *, run_id: str, input_sha256: str, now: float

@@ -98,7 +98,7 @@ def order_views_of(docs: Sequence[Any], by: str, wanted: Sequence[str]) -> dict[
     """One view per asked key ("id" or "number"); keys the server did not return are not found.
 
     A record whose ID (or number) was not asked for is dropped; a number that two orders
-    carry is kept once with `found` False and a detail (see `AMBIGUOUS`).
+    carry is not found, and `ambiguous`.
     """
     asked = set(wanted)
     included: dict[tuple[str, str], dict[str, Any]] = {}
@@ -125,11 +125,8 @@ def order_views_of(docs: Sequence[Any], by: str, wanted: Sequence[str]) -> dict[
         if key not in views:
             views[key] = OrderView(order_id=key if by == "id" else "", found=False, number=key)
         elif seen.get(key, 0) > 1:
-            views[key] = OrderView(order_id="", found=False, number=key, status=AMBIGUOUS)
+            views[key] = OrderView(order_id="", found=False, number=key, ambiguous=True)
     return views
-
-
-AMBIGUOUS = "ambiguous"  # the status of a not-found view: the number matches several orders
 
 
 def _view(

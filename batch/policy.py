@@ -206,6 +206,7 @@ class Finding(enum.Enum):
     EXTRA = "more than one external payment on the order"
     TOKEN_CHANGED = "the state file says created, but the row's token changed since"
     NOT_FOUND = "order not found"
+    AMBIGUOUS = "the order number (`--match number`) matches more than one order"
     NOT_PENDING = "status is not `pending`"
     NO_METHOD = "payment method missing or not an external gateway"
 
@@ -226,6 +227,7 @@ VERDICTS: dict[Finding, Verdict] = {
     Finding.EXTRA: Verdict(RowStatus.FAILED, "EXTRA_PAYMENTS", 1, False),
     Finding.TOKEN_CHANGED: Verdict(RowStatus.ALREADY_CREATED, "TOKEN_CHANGED", 1, False),
     Finding.NOT_FOUND: Verdict(RowStatus.FAILED, "RECORD_NOT_FOUND", 1, False),
+    Finding.AMBIGUOUS: Verdict(RowStatus.FAILED, "AMBIGUOUS_ORDER_NUMBER", 1, False),
     Finding.NOT_PENDING: Verdict(RowStatus.FAILED, "ORDER_NOT_PENDING", 1, False),
     Finding.NO_METHOD: Verdict(RowStatus.FAILED, "NO_EXTERNAL_PAYMENT_METHOD", 1, False),
 }
@@ -251,13 +253,20 @@ class OrderView:
     status: str = ""
     number: str = ""
     external_gateway: bool = False  # the payment method's gateway is an external gateway
+    ambiguous: bool = False  # looked up by number, and several orders carry it
     active: Source | None = None
     payments: Sequence[Source] = ()  # every external payment on the order, orphans too
 
 
 def finding_for(view: OrderView, token_sha256: str) -> tuple[Finding, str]:
     """Which row of VERDICTS applies, and a plain-English detail naming what was seen."""
+    if view.ambiguous:
+        return Finding.AMBIGUOUS, (
+            f"order number {view.number} matches more than one order; use the order ID"
+        )
     if not view.found:
+        if not view.order_id:
+            return Finding.NOT_FOUND, f"no order has the number {view.number} in this organization"
         return Finding.NOT_FOUND, f"order {view.order_id} does not exist in this organization"
     mine = [p for p in view.payments if p.token_sha256 == token_sha256]
     active = view.active

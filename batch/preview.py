@@ -37,7 +37,12 @@ async def preview_file(
 ) -> tuple[Counter[str], Counter[str], ReportPaths, RunInfo]:
     """Write a report of what a run would do; returns its counts, error counts and path."""
     started = now()
-    input_file = open_input(options.input_path, sheet=options.sheet, columns=dict(options.columns))
+    input_file = open_input(
+        options.input_path,
+        sheet=options.sheet,
+        columns=dict(options.columns),
+        match=options.match,
+    )
     path = options.report_path or default_report_path(options.input_path, started)
     owned = client is None
     http = open_client(timeout=options.timeout, concurrency=4) if client is None else client
@@ -105,7 +110,17 @@ async def _judge(
     api: CommerceLayer,
     out: ReportWriter,
 ) -> None:
-    ask = [r.order_id for r in batch if r.problem is None and r.order_id not in records]
+    valid = [r for r in batch if r.problem is None]
+    if valid and valid[0].order_number:  # --match number: every number is looked up
+        numbers = [r.order_number for r in valid]
+        by_number = await api.order_views(numbers=numbers)
+        for row in batch:
+            view = by_number.get(row.order_number) if row.problem is None else None
+            if view is not None and view.found:
+                row = replace(row, order_id=view.order_id)
+            out.write(_line(row, records.get(row.order_id), view))
+        return
+    ask = [r.order_id for r in valid if r.order_id not in records]
     views: dict[str, OrderView] = await api.order_views(order_ids=ask) if ask else {}
     for row in batch:
         out.write(_line(row, records.get(row.order_id), views.get(row.order_id)))

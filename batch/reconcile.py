@@ -14,14 +14,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from batch.api import LOOKUP_BATCH, CommerceLayer, HttpClient, open_client
 from batch.config import ApiConfig
 from batch.connection import connect
 from batch.errors import StateError
-from batch.inputs import open_input
+from batch.inputs import Match, open_input
 from batch.journal import Journal, RowState, binding
 from batch.policy import Finding, OrderView, finding_for, payment_of
 from batch.report import write_table
@@ -60,6 +60,7 @@ class Check:
     order_id: str
     token_sha256: str
     payment_id: str = ""  # what the state file recorded, when it did
+    number: str = ""  # --match number: the order is found by its number
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +101,10 @@ def audit_line(check: Check, view: OrderView) -> list[str | int]:
     ]
 
 
+def _with_id(check: Check, view: OrderView) -> Check:
+    return replace(check, order_id=view.order_id or check.number)
+
+
 def _another_token(view: OrderView) -> bool:
     active = view.active
     return (active is not None and active.type == "external_payments") or (
@@ -111,6 +116,10 @@ async def audit(api: CommerceLayer, checks: Sequence[Check]) -> list[list[str | 
     lines: list[list[str | int]] = []
     for start in range(0, len(checks), LOOKUP_BATCH):
         chunk = checks[start : start + LOOKUP_BATCH]
+        if chunk[0].number:
+            views = await api.order_views(numbers=list(dict.fromkeys(c.number for c in chunk)))
+            lines += [audit_line(_with_id(c, views[c.number]), views[c.number]) for c in chunk]
+            continue
         views = await api.order_views(order_ids=list(dict.fromkeys(c.order_id for c in chunk)))
         lines += [audit_line(c, views[c.order_id]) for c in chunk]
     return lines
@@ -163,14 +172,15 @@ def reconcile_input(
     *,
     sheet: str | None = None,
     columns: dict[str, str] | None = None,
+    match: Match = "id",
     report_path: Path,
     client: HttpClient | None = None,
     on_secret: Callable[[str], None] = lambda _secret: None,
 ) -> ReconcileResult:
     """Audit every valid row of a file against the server; no state file is read."""
-    source = open_input(input_path, sheet=sheet, columns=columns)
+    source = open_input(input_path, sheet=sheet, columns=columns, match=match)
     checks = [
-        Check(row.row, row.order_id, token_hash(row.payment_source_token))
+        Check(row.row, row.order_id, token_hash(row.payment_source_token), number=row.order_number)
         for row in source.rows()
         if row.problem is None
     ]

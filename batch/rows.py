@@ -59,6 +59,11 @@ DUPLICATE_ORDER = "DUPLICATE_ORDER"
 REPEATED_HEADER = "REPEATED_HEADER"
 
 
+# Problems the server check found before any send (--match number: the number is unknown,
+# or names several orders): the row failed, it is not invalid input.
+SERVER_REFUSALS = frozenset({"RECORD_NOT_FOUND", "AMBIGUOUS_ORDER_NUMBER"})
+
+
 @dataclass(frozen=True, slots=True)
 class RowProblem:
     """Why a row is not sent: a code and a plain-English detail naming the column."""
@@ -91,13 +96,15 @@ class InputRow:
 
     @property
     def status_if_refused(self) -> RowStatus | None:
-        """`invalid`, `duplicate` or `skipped` for a row that must not be sent, else None."""
+        """`invalid`, `duplicate`, `skipped` or `failed` for a row that must not be sent."""
         if self.problem is None:
             return None
         if self.problem.code == DUPLICATE_ORDER:
             return RowStatus.DUPLICATE
         if self.problem.code == REPEATED_HEADER:
             return RowStatus.SKIPPED
+        if self.problem.code in SERVER_REFUSALS:
+            return RowStatus.FAILED
         return RowStatus.INVALID
 
     def attributes(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from batch.auth import TokenUnavailableError
 from batch.config import ApiConfig, RunOptions
 from batch.connection import Connection, connect
 from batch.errors import AuthRefusedError, InputFileError, InterruptedRun
-from batch.inputs import InputFile, open_input
+from batch.inputs import InputFile, Match, open_input
 from batch.journal import AsyncJournal, Journal
 from batch.lock import StateLock
 from batch.outcomes import report_row, state_row
@@ -54,7 +54,7 @@ from batch.report import (
     organization,
     write_summary_json,
 )
-from batch.rows import InputRow, ReportRow, RowStatus
+from batch.rows import InputRow, ReportRow, RowProblem, RowStatus
 from batch.run_context import Clock, RunContext, Sleep
 from batch.shutdown import Shutdown
 from batch.statefile import data_dir, locate
@@ -122,7 +122,12 @@ async def run_payments(
     started = now()
     run_id = run_id or new_run_id(started)
     configured = tuple(parse_window(text) for text in options.rate_limits)
-    input_file = open_input(options.input_path, sheet=options.sheet, columns=dict(options.columns))
+    input_file = open_input(
+        options.input_path,
+        sheet=options.sheet,
+        columns=dict(options.columns),
+        match=options.match,
+    )
     report_path = options.report_path or default_report_path(options.input_path, started)
     check_run_paths(
         report_path,
@@ -390,6 +395,8 @@ async def _write_report(
     """Build the report from the journal, row by row in input order, and commit it atomically."""
     with ReportWriter(path, extra_headers=input_file.carried_headers, xlsx=xlsx) as writer:
         for chunk in chunks(input_file.rows(), REPORT_CHUNK):
+            if input_file.match == "number" and journal is not None:
+                chunk = await _with_order_ids(chunk, journal)
             ids = [row.order_id for row in chunk if row.problem is None]
             records = (
                 await journal.read(partial(Journal.get_many, order_ids=ids)) if journal else {}
@@ -398,6 +405,24 @@ async def _write_report(
                 writer.write(report_row(row, records.get(row.order_id), run_id=run_id))
         paths = writer.commit(info)
         return paths, Counter(writer.counts), Counter(writer.error_counts)
+
+
+async def _with_order_ids(chunk: list[InputRow], journal: AsyncJournal) -> list[InputRow]:
+    """--match number: each row with the order ID its number resolved to, or, when it did
+    not resolve, with the problem the server check recorded (not found, ambiguous, a
+    number of an order an earlier row holds)."""
+    numbers = [row.order_number for row in chunk if row.problem is None]
+    found = await journal.read(lambda j: j.numbers(numbers))
+    out: list[InputRow] = []
+    for row in chunk:
+        resolution = found.get(row.order_number) if row.problem is None else None
+        if resolution is None:
+            out.append(row)
+        elif resolution.order_id:
+            out.append(replace(row, order_id=resolution.order_id))
+        else:
+            out.append(replace(row, problem=RowProblem(resolution.code, resolution.detail)))
+    return out
 
 
 async def _write_state_report(
@@ -447,6 +472,7 @@ def validate_file(
     *,
     sheet: str | None = None,
     columns: dict[str, str] | None = None,
+    match: Match = "id",
     report_path: Path | None = None,
     xlsx: bool = True,
     now: Callable[[], datetime] = _utcnow,
@@ -456,7 +482,7 @@ def validate_file(
     """Check every row offline and write a report with valid / invalid / duplicate."""
     started = now()
     run_id = run_id or new_run_id(started)
-    input_file = open_input(input_path, sheet=sheet, columns=columns)
+    input_file = open_input(input_path, sheet=sheet, columns=columns, match=match)
     path = report_path or default_report_path(input_path, started)
     check_run_paths(path, xlsx=xlsx, input_path=input_path, summary=summary_json)
     with ReportWriter(path, extra_headers=input_file.carried_headers, xlsx=xlsx) as writer:

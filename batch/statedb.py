@@ -57,6 +57,13 @@ CREATE TABLE IF NOT EXISTS payments (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS payments_state ON payments (state);
+CREATE TABLE IF NOT EXISTS order_numbers (
+    number TEXT PRIMARY KEY,
+    order_id TEXT NOT NULL DEFAULT '',
+    error_code TEXT NOT NULL DEFAULT '',
+    error_detail TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL
+);
 """
 
 
@@ -66,17 +73,23 @@ def _add_run_host(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT ''")
 
 
-def _add_sent_timeout(db: sqlite3.Connection) -> None:
+def _add_sent_timeout_and_numbers(db: sqlite3.Connection) -> None:
     # A lost answer is looked up at sent_at + the timeout in force when it was sent + the
     # settle delay; a row sent before this column existed uses the rerun's --timeout.
     db.execute("ALTER TABLE payments ADD COLUMN sent_timeout REAL")
+    # --match number: what each order number resolved to (or why it did not).
+    db.execute(
+        "CREATE TABLE order_numbers (number TEXT PRIMARY KEY, order_id TEXT NOT NULL "
+        "DEFAULT '', error_code TEXT NOT NULL DEFAULT '', error_detail TEXT NOT NULL "
+        "DEFAULT '', updated_at REAL NOT NULL)"
+    )
 
 
 # MIGRATIONS[n] takes a state file from version n to n + 1, inside the transaction that
 # records the new version: a file is never left half-migrated.
 MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {
     1: _add_run_host,
-    2: _add_sent_timeout,
+    2: _add_sent_timeout_and_numbers,
 }
 # The tables every version has had: a file holding them but no version is a version 1
 # file whose first run died between creating the tables and recording the version.

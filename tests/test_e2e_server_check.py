@@ -157,3 +157,61 @@ def test_sigint_mid_run_no_post_arrives_later_than_half_a_second(
     assert rerun.exit_code == 0, rerun.output
     found = audit(source.valid, server.payments_by_order(), read_report(tmp_path / "r2.csv"))
     assert found.ok, found
+
+
+def test_orders_by_number_are_resolved_on_the_server_before_any_send(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(limits=None, token_limit=None)
+    server.add_order("NumOrderA1", number="5001")
+    server.add_order("NumOrderB1", number="5002")
+    server.add_order("NumOrderC1", number="5003", payment_source="card")
+    server.add_order("NumOrderD1", number="5004")
+    server.add_order("NumOrderD2", number="5004")  # one number, two orders
+    source = tmp_path / "orders.csv"
+    source.write_text(
+        "Order Number,Payment Source Token\n"
+        "5001,tok_num_5001\n5002,tok_num_5002\n5003,tok_num_5003\n"
+        "5004,tok_num_5004\n5999,tok_num_5999\n"
+    )
+    state = tmp_path / "s.sqlite"
+
+    def run(report: str) -> tuple[int, dict[str, dict[str, str]]]:
+        args = [*run_args(source, state, tmp_path / report), "--match", "number"]
+        result = CliRunner().invoke(main, args, env=server.env())
+        lines = read_report(tmp_path / report)
+        return result.exit_code, {line["order_number"]: line for line in lines}
+
+    code, lines = run("r1.csv")
+    assert code == 1
+    assert {n: (line["status"], line["error_code"]) for n, line in lines.items()} == {
+        "5001": ("created", ""),
+        "5002": ("created", ""),
+        "5003": ("failed", "ORDER_HAS_PAYMENT_SOURCE"),
+        "5004": ("failed", "AMBIGUOUS_ORDER_NUMBER"),
+        "5999": ("failed", "RECORD_NOT_FOUND"),
+    }
+    assert lines["5001"]["order_id"] == "NumOrderA1"  # the report shows both
+    assert _counts(server) == {"NumOrderA1": 1, "NumOrderB1": 1}
+    # The state file lost: the numbers are looked up again and nothing is paid twice.
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{state}{suffix}").unlink(missing_ok=True)
+    code, lines = run("r2.csv")
+    assert lines["5001"]["status"] == lines["5002"]["status"] == "already_created"
+    assert _counts(server) == {"NumOrderA1": 1, "NumOrderB1": 1}
+    assert post_count(server) == 2
+
+
+def test_a_server_that_refuses_number_lookups_stops_with_a_clear_message(
+    sandbox_factory: SandboxFactory, tmp_path: Path
+) -> None:
+    server = sandbox_factory(limits=None, token_limit=None, number_filter=False)
+    server.add_order("NumOrderA1", number="5001")
+    source = tmp_path / "orders.csv"
+    source.write_text("Order Number,Payment Source Token\n5001,tok_num_5001\n")
+    args = [*run_args(source, tmp_path / "s.sqlite", tmp_path / "r.csv"), "--match", "number"]
+    result = CliRunner().invoke(main, args, env=server.env())
+    assert result.exit_code == 2, result.output
+    assert "look orders up by number" in result.stderr
+    assert "--match id" in result.stderr
+    assert post_count(server) == 0

@@ -39,7 +39,7 @@ from batch.errors import (
     UsageError,
     exit_codes_help,
 )
-from batch.inputs import parse_column_mapping
+from batch.inputs import Match, parse_column_mapping
 from batch.logs import configure_logging, register_secret
 from batch.preflight import Confirm
 from batch.progress import NullProgress, Progress
@@ -80,7 +80,20 @@ SUMMARY_JSON = click.option(
 )
 
 INPUT_OPTIONS = (
-    click.option("--sheet", metavar="NAME", help="XLSX sheet to read (default: the first)."),
+    click.option(
+        "--sheet",
+        metavar="NAME",
+        help="Workbook sheet to read (default: the one sheet with the required columns).",
+    ),
+    click.option(
+        "--match",
+        type=click.Choice(["id", "number"]),
+        default="id",
+        show_default=True,
+        help="Key rows on the order ID (order_id) or on the order number shown in the "
+        'dashboard (order_number: "Order Number", "Order #"); numbers are looked up on '
+        "the server before anything is sent.",
+    ),
     click.option(
         "--column",
         "columns",
@@ -298,6 +311,7 @@ def run(
     verbose: bool,
     columns: dict[str, str],
     sheet: str | None,
+    match: Match,
     state_path: Path | None,
     concurrency: int | None,
     rate_limits: tuple[str, ...],
@@ -331,6 +345,7 @@ def run(
             summary_json=summary_json,
             sheet=sheet,
             columns=columns,
+            match=match,
             sandbox=sandbox,
         )
         progress = _progress(show_progress, quiet)
@@ -427,6 +442,7 @@ def validate(
     verbose: bool,
     columns: dict[str, str],
     sheet: str | None,
+    match: Match,
     ask_server: bool,
     state_path: Path | None,
     summary_json: Path | None,
@@ -448,6 +464,7 @@ def validate(
                 summary_json=summary_json,
                 sheet=sheet,
                 columns=columns,
+                match=match,
             )
             result = preview(
                 options, ApiConfig.from_env(os.environ), run_id=run_id, on_secret=register_secret
@@ -458,6 +475,7 @@ def validate(
             input_path,
             sheet=sheet,
             columns=columns,
+            match=match,
             report_path=report_path,
             xlsx=not no_xlsx,
             run_id=run_id,
@@ -496,6 +514,7 @@ def reconcile(
     state_path: Path | None,
     report_path: Path | None,
     sheet: str | None,
+    match: Match,
     columns: dict[str, str],
     summary_json: Path | None,
     log_format: str,
@@ -521,6 +540,7 @@ def reconcile(
                 config,
                 sheet=sheet,
                 columns=columns,
+                match=match,
                 report_path=path,
                 on_secret=register_secret,
             )
