@@ -18,7 +18,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
@@ -35,7 +35,6 @@ from batch.errors import AuthRefusedError, InputFileError, InterruptedRun
 from batch.inputs import InputFile, Match, open_input
 from batch.journal import AsyncJournal, Journal
 from batch.lock import StateLock
-from batch.outcomes import report_row, state_row
 from batch.payment_run import PaymentRun
 from batch.policy import FLAG_CODES
 from batch.preflight import Confirm, rows_to_create
@@ -44,6 +43,7 @@ from batch.progress import NullProgress, Progress
 from batch.ratelimit import (
     parse_window,
 )
+from batch.rebuild import write_report, write_state_report
 from batch.report import (
     ReportPaths,
     ReportWriter,
@@ -54,15 +54,13 @@ from batch.report import (
     organization,
     write_summary_json,
 )
-from batch.rows import InputRow, ReportRow, RowProblem, RowStatus
+from batch.rows import InputRow, ReportRow, RowStatus
 from batch.run_context import Clock, RunContext, Sleep
 from batch.shutdown import Shutdown
 from batch.statefile import data_dir, locate
 from batch.tuning import MAX_WORKERS
 
 log = logging.getLogger(__name__)
-
-REPORT_CHUNK = 500
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -151,13 +149,13 @@ async def run_payments(
             state_path=state,
         )
         try:
-            paths, counts, errors = await _write_report(
+            paths, counts, errors = await write_report(
                 input_file, journal, run_id, report_path, xlsx=options.xlsx, info=info
             )
         except InputFileError as exc:  # changed or broken since: the state file has it all
             if journal is None:
                 raise
-            paths, counts, errors = await _write_state_report(
+            paths, counts, errors = await write_state_report(
                 journal, run_id, report_path, xlsx=options.xlsx, info=info, cause=str(exc)
             )
             sent = replace(sent, exit_code=exc.exit_code, message=str(exc))
@@ -383,66 +381,6 @@ async def _send_all(
     return _Sent(environment=environment, requests=requests)
 
 
-async def _write_report(
-    input_file: InputFile,
-    journal: AsyncJournal | None,
-    run_id: str,
-    path: Path,
-    *,
-    xlsx: bool,
-    info: RunInfo,
-) -> tuple[ReportPaths, Counter[str], Counter[str]]:
-    """Build the report from the journal, row by row in input order, and commit it atomically."""
-    with ReportWriter(path, extra_headers=input_file.carried_headers, xlsx=xlsx) as writer:
-        for chunk in chunks(input_file.rows(), REPORT_CHUNK):
-            if input_file.match == "number" and journal is not None:
-                chunk = await _with_order_ids(chunk, journal)
-            ids = [row.order_id for row in chunk if row.problem is None]
-            records = (
-                await journal.read(partial(Journal.get_many, order_ids=ids)) if journal else {}
-            )
-            for row in chunk:
-                writer.write(report_row(row, records.get(row.order_id), run_id=run_id))
-        paths = writer.commit(info)
-        return paths, Counter(writer.counts), Counter(writer.error_counts)
-
-
-async def _with_order_ids(chunk: list[InputRow], journal: AsyncJournal) -> list[InputRow]:
-    """--match number: each row with the order ID its number resolved to, or, when it did
-    not resolve, with the problem the server check recorded (not found, ambiguous, a
-    number of an order an earlier row holds)."""
-    numbers = [row.order_number for row in chunk if row.problem is None]
-    found = await journal.read(lambda j: j.numbers(numbers))
-    out: list[InputRow] = []
-    for row in chunk:
-        resolution = found.get(row.order_number) if row.problem is None else None
-        if resolution is None:
-            out.append(row)
-        elif resolution.order_id:
-            out.append(replace(row, order_id=resolution.order_id))
-        else:
-            out.append(replace(row, problem=RowProblem(resolution.code, resolution.detail)))
-    return out
-
-
-async def _write_state_report(
-    journal: AsyncJournal, run_id: str, path: Path, *, xlsx: bool, info: RunInfo, cause: str
-) -> tuple[ReportPaths, Counter[str], Counter[str]]:
-    """The report of the rows this run touched, from the state file alone (no input columns)."""
-    records = await journal.read(Journal.records)
-    mine = [r for r in records if run_id in (r.run_id, r.sent_run_id, r.created_run_id)]
-    note = (
-        f"built from the state file: {cause}. It lists the rows this run reached, without "
-        "the input's columns; run the file again for the full report"
-    )
-    with ReportWriter(path, extra_headers=(), xlsx=xlsx) as writer:
-        for record in sorted(mine, key=lambda r: r.row_number):
-            writer.write(state_row(record, run_id=run_id))
-        paths = writer.commit(replace(info, note=note))
-    log.warning("report %s", note, extra={"report": str(paths.csv)})
-    return paths, Counter(writer.counts), Counter(writer.error_counts)
-
-
 def preview(
     options: RunOptions,
     api_config: ApiConfig,
@@ -508,17 +446,6 @@ def validate_file(
         )
         write_summary_json(summary_json, summary)
     return RunResult(run_id=run_id, exit_code=exit_code, counts=dict(counts), paths=paths)
-
-
-def chunks(rows: Iterator[InputRow], size: int) -> Iterator[list[InputRow]]:
-    chunk: list[InputRow] = []
-    for row in rows:
-        chunk.append(row)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 def _validated(row: InputRow) -> ReportRow:
