@@ -39,10 +39,12 @@ from batch.jsonapi import (
 )
 from batch.policy import (
     Action,
+    BackOff,
     Call,
     OrderView,
     Outcome,
     Source,
+    back_off,
     decide,
     outcome_of_error,
     outcome_of_status,
@@ -92,21 +94,6 @@ class LookupFailedError(PaybatchError):
     """A lookup could not be completed; the rows it was for stay unknown."""
 
     exit_code = 1
-
-
-class _Retry(Exception):
-    """A lookup answer the policy backs off on; carries the wait the server asked for."""
-
-    def __init__(self, reason: str, wait: float | None) -> None:
-        super().__init__(reason)
-        self.wait = wait
-
-
-def _backoff(exc: Exception) -> bool | float:
-    if isinstance(exc, _Retry):
-        log.warning("lookup failed (%s), retrying", exc)
-        return exc.wait if exc.wait is not None else True
-    return False
 
 
 def open_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
@@ -306,11 +293,11 @@ class CommerceLayer:
         """One GET, resent as the policy's LOOKUP rules say; stamina owns the backoff."""
         try:
             async for attempt in stamina.retry_context(
-                on=_backoff, attempts=LOOKUP_ATTEMPTS, timeout=LOOKUP_TIMEOUT, wait_max=10.0
+                on=back_off, attempts=LOOKUP_ATTEMPTS, timeout=LOOKUP_TIMEOUT, wait_max=10.0
             ):
                 with attempt:
                     return await self._get_once(path, params, missing_ok=missing_ok)
-        except _Retry as exc:
+        except BackOff as exc:
             raise LookupFailedError(f"lookup failed {LOOKUP_ATTEMPTS} times; last: {exc}") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -326,7 +313,7 @@ class CommerceLayer:
             if isinstance(response, Exception):
                 if decide(Call.LOOKUP, outcome_of_error(response)).action is Action.FINAL:
                     raise LookupFailedError(f"lookup cannot be sent: {_transport_detail(response)}")
-                raise _Retry(_transport_detail(response), None)
+                raise BackOff(Call.LOOKUP, _transport_detail(response))
             if response.status_code == 404 and missing_ok:
                 return None
             doc = _json(response)
@@ -344,7 +331,7 @@ class CommerceLayer:
                 continue  # the limiter already paused everyone; not a failure
             if rule.action is Action.BACK_OFF:
                 wait = retry_after_seconds(response.headers.get("Retry-After"))
-                raise _Retry(f"HTTP {response.status_code}", wait)
+                raise BackOff(Call.LOOKUP, f"HTTP {response.status_code}", wait)
             raise LookupFailedError(
                 f"lookup refused: HTTP {response.status_code} {code} {detail}".rstrip()
             )

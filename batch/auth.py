@@ -21,7 +21,15 @@ import stamina
 from batch.api import unreachable_cause
 from batch.config import ApiConfig
 from batch.errors import ApiUnreachableError, AuthRefusedError, PaybatchError
-from batch.policy import Action, Call, decide, outcome_of_status, retry_after_seconds
+from batch.policy import (
+    Action,
+    BackOff,
+    Call,
+    back_off,
+    decide,
+    outcome_of_status,
+    retry_after_seconds,
+)
 from batch.ratelimit import RateLimiter, Window
 
 log = logging.getLogger(__name__)
@@ -31,25 +39,6 @@ TOKEN_ENDPOINT_WINDOW = Window(30, 60.0)
 REFRESH_MARGIN = 60.0  # refresh this long before expiry (or at 90% of a short lifetime)
 TOKEN_ATTEMPTS = 4
 TOKEN_TIMEOUT = 120.0  # seconds of retrying before the token endpoint counts as unreachable
-
-
-class _TokenRetry(Exception):
-    """A token answer the policy backs off on; carries the wait the server asked for, or
-    the transport error when the endpoint was not reached at all."""
-
-    def __init__(
-        self, reason: str, wait: float | None, unreached: httpx.TransportError | None = None
-    ) -> None:
-        super().__init__(reason)
-        self.wait = wait
-        self.unreached = unreached
-
-
-def _backoff(exc: Exception) -> bool | float:
-    if isinstance(exc, _TokenRetry):
-        log.warning("token endpoint failed (%s), retrying", exc)
-        return exc.wait if exc.wait is not None else True
-    return False
 
 
 class TokenUnavailableError(PaybatchError):
@@ -141,11 +130,11 @@ class TokenProvider:
             body["scope"] = self._config.scope
         try:
             async for attempt in stamina.retry_context(
-                on=_backoff, attempts=TOKEN_ATTEMPTS, timeout=TOKEN_TIMEOUT, wait_max=30.0
+                on=back_off, attempts=TOKEN_ATTEMPTS, timeout=TOKEN_TIMEOUT, wait_max=30.0
             ):
                 with attempt:
                     return await self._ask(body)
-        except _TokenRetry as exc:
+        except BackOff as exc:
             if exc.unreached is not None:
                 cause = unreachable_cause(exc.unreached)
                 raise TokenEndpointUnreachableError(
@@ -168,12 +157,12 @@ class TokenProvider:
             )
         except httpx.RequestError as exc:
             unreached = exc if isinstance(exc, httpx.TransportError) else None
-            raise _TokenRetry(type(exc).__name__, None, unreached) from exc
+            raise BackOff(Call.TOKEN, type(exc).__name__, unreached=unreached) from exc
         outcome = outcome_of_status(response.status_code, has_id=True)
         rule = decide(Call.TOKEN, outcome)
         if rule.action is Action.BACK_OFF:
             wait = retry_after_seconds(response.headers.get("Retry-After"))
-            raise _TokenRetry(f"HTTP {response.status_code}", wait)
+            raise BackOff(Call.TOKEN, f"HTTP {response.status_code}", wait)
         if rule.action is Action.FINAL:
             raise AuthRefusedError(
                 f"the token endpoint {self._config.auth_url} refused the client credentials "

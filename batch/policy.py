@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import email.utils
 import enum
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,6 +42,8 @@ import httpx
 
 from batch.journal import RowState
 from batch.rows import RowStatus
+
+log = logging.getLogger(__name__)
 
 RETRY_AFTER_CAP = 120.0  # seconds: a Retry-After longer than this is read as this
 
@@ -171,6 +174,35 @@ REFRESH_ON = Rule(Action.REFRESH_TOKEN, False)
 def decide(call: Call, outcome: Outcome) -> Rule:
     """The rule for one answer to one kind of call."""
     return ACTIONS[(call, outcome)]
+
+
+class BackOff(Exception):
+    """An idempotent call's answer that `ACTIONS` says to back off on and resend.
+
+    Raised inside a `stamina.retry_context(on=back_off)` block; `wait` is the server's
+    Retry-After when it sent one, and `unreached` the transport error when the request
+    never got an answer at all.
+    """
+
+    def __init__(
+        self,
+        call: Call,
+        reason: str,
+        wait: float | None = None,
+        unreached: httpx.TransportError | None = None,
+    ) -> None:
+        super().__init__(reason)
+        self.call = call
+        self.wait = wait
+        self.unreached = unreached
+
+
+def back_off(exc: Exception) -> bool | float:
+    """stamina's hook: retry a `BackOff` (after its Retry-After, when given), nothing else."""
+    if not isinstance(exc, BackOff):
+        return False
+    log.warning("%s failed (%s), retrying", exc.call.value, exc)
+    return exc.wait if exc.wait is not None else True
 
 
 def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:

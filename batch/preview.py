@@ -62,7 +62,7 @@ async def preview_file(
             directory=options.state_dir or data_dir(),
         )
         records = _known(state.path)
-        with ReportWriter(path, extra_headers=input_file.extra_headers, xlsx=options.xlsx) as out:
+        with ReportWriter(path, extra_headers=input_file.carried_headers, xlsx=options.xlsx) as out:
             batch: list[InputRow] = []
             for row in input_file.rows():
                 batch.append(row)
@@ -132,7 +132,7 @@ def _line(row: InputRow, record: Record | None, view: OrderView | None) -> Repor
         order_id=row.order_id,
         status=RowStatus.VALID,
         payment_source_token=row.payment_source_token,
-        extra=row.extra,
+        extra=row.carried,
     )
     problem = row.problem
     if problem is not None:
