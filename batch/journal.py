@@ -163,15 +163,23 @@ class Journal:
         self._db.close()
 
     def transaction(self, ops: Iterable[Callable[[Journal], None]]) -> None:
-        """Apply several writes in one durable commit."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """Apply several writes in one durable commit.
+
+        A disk that is full, read-only or failing is a `StateError` naming the file: the
+        run stops with one line (exit 2), and nothing it could not record is sent.
+        """
         try:
-            for op in ops:
-                op(self)
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for op in ops:
+                    op(self)
+            except BaseException:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            raise StateError(f"{self.path}: cannot write the state file ({exc})") from None
 
     def bind(self, *, api_host: str, environment: str) -> None:
         """Tie the state file to one organization and environment; refuse any other.

@@ -215,3 +215,29 @@ def test_a_server_that_refuses_number_lookups_stops_with_a_clear_message(
     assert "look orders up by number" in result.stderr
     assert "--match id" in result.stderr
     assert post_count(server) == 0
+
+
+def test_a_full_state_disk_stops_the_run_in_one_line_and_sends_nothing_unrecorded(
+    sandbox: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from batch import statedb
+
+    connect = statedb.connect
+
+    def small_disk(path: Path) -> sqlite3.Connection:
+        db = connect(path)
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages + 2}")  # "database or disk is full"
+        return db
+
+    monkeypatch.setattr(statedb, "connect", small_disk)
+    source = write_orders(tmp_path / "orders.csv", order_ids(400))
+    args = run_args(source.path, tmp_path / "s.sqlite", tmp_path / "r.csv")
+    result = CliRunner().invoke(main, args, env=sandbox.env())
+    assert result.exit_code == 2, result.output
+    assert "cannot write the state file" in result.stderr
+    assert "Traceback" not in result.output
+    assert result.stderr.count("database or disk is full") <= 2
+    assert post_count(sandbox) < 400  # stopped early, and nothing was sent unrecorded
