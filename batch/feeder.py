@@ -17,8 +17,9 @@ from batch.api import LOOKUP_BATCH, LookupFailedError
 from batch.inputs import InputFile
 from batch.journal import Journal, Plan, Record, RowState
 from batch.policy import VERDICTS, Finding, OrderView, finding_for, payment_of
+from batch.progress import rows_text
 from batch.rows import InputRow, RowStatus, token_hash
-from batch.run_context import FailFast, RunContext
+from batch.run_context import FailFast, Phase, RunContext
 from batch.settler import Settler
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Feeder:
         self._ahead = asyncio.Semaphore(PREFLIGHT_AHEAD)
         self._lookups: set[asyncio.Task[None]] = set()
         self.preflight_batches = 0
+        self._checking = 0  # rows whose preflight lookup is under way
 
     async def run(self) -> None:
         """Feed every row; returns once every batch is admitted and looked up (or stopped)."""
@@ -96,7 +98,11 @@ class Feeder:
         ctx = self._ctx
         try:
             try:
-                views = await ctx.api.order_views(order_ids=[r.order_id for r in rows])
+                self._checked(len(rows))
+                try:
+                    views = await ctx.api.order_views(order_ids=[r.order_id for r in rows])
+                finally:
+                    self._checked(-len(rows))
                 self.preflight_batches += 1
             except LookupFailedError as exc:
                 log.error("preflight failed, %d rows not sent: %s", len(rows), exc)
@@ -112,6 +118,11 @@ class Feeder:
             ctx.failed("preflight", exc)
         finally:
             self._ahead.release()
+
+    def _checked(self, delta: int) -> None:
+        self._checking += delta
+        text = f"looking up {rows_text(self._checking)} before sending them (preflight)"
+        self._ctx.set_phase("preflight", Phase(text) if self._checking else None)
 
     async def _apply(self, row: InputRow, view: OrderView) -> None:
         """One row's verdict: send it, or record what the server shows and why not."""

@@ -22,7 +22,7 @@ from batch.backoff import Backoff
 from batch.journal import Journal, RowState
 from batch.policy import Action, Call, Outcome, decide
 from batch.rows import InputRow, RowStatus
-from batch.run_context import FailFast, RunContext
+from batch.run_context import FailFast, Reachability, RunContext
 from batch.settler import Settler
 from batch.tuning import Tuner
 
@@ -49,6 +49,8 @@ class Sender:
         self._backoff = Backoff(max_attempts=ctx.options.max_attempts)
         # POSTs per order in this run: --max-attempts bounds these, not the journal's total.
         self.sends: Counter[str] = Counter()
+        self.held = 0  # workers waiting for the limiter's grant (the heartbeat shows it)
+        self._reachability = Reachability(ctx)
 
     async def worker(self) -> None:
         ctx = self._ctx
@@ -72,7 +74,11 @@ class Sender:
         failures = 0
         first = ctx.clock()
         while True:
-            await ctx.limiter.acquire()
+            self.held += 1
+            try:
+                await ctx.limiter.acquire()
+            finally:
+                self.held -= 1
             if ctx.stopping.is_set() or not await self._commit_sending(row):
                 return  # stays pending: not_attempted
             if ctx.stopping.is_set():  # committed, but certainly not sent: back to pending
@@ -81,6 +87,7 @@ class Sender:
             started = ctx.clock()
             answer = await ctx.api.create_external_payment(row)
             self._tuner.learn(ctx.clock() - started)
+            self._reachability.observe(answer)
             rule = decide(Call.CREATE, answer.outcome)
             if rule.attempt:
                 self.sends[row.order_id] += 1
