@@ -79,12 +79,16 @@ class Feeder:
         to_check: list[InputRow] = []
         for row in batch:
             if row.problem is not None:
+                ctx.admitted_done += 1
                 ctx.advance(str(row.status_if_refused))
                 continue
             plan, record = plans[row.order_id]
             if plan is Plan.SKIP:
                 assert record is not None
                 created = record.state is RowState.CREATED
+                ctx.admitted_done += 1
+                if not created and ctx.to_send is not None:
+                    ctx.to_send -= 1  # counted as unpaid, but final: never sent again
                 ctx.advance(RowStatus.ALREADY_CREATED if created else RowStatus.FAILED)
             elif plan is Plan.SETTLE:
                 assert record is not None

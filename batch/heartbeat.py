@@ -44,8 +44,7 @@ class Heartbeat:
         ctx.phases.pop("rate limit", None)
         if held:
             ctx.phases["rate limit"] = Phase("waiting for the rate limit", until)
-        left = max(0, ctx.total_rows - ctx.finished)
-        ctx.progress.eta(ctx.limiter.min_duration(left))
+        ctx.progress.eta(ctx.limiter.min_duration(ctx.rows_left()))
         ctx.show_phase(sending=self._sending())
 
 

@@ -72,6 +72,8 @@ class RunContext:
     sleep: Sleep
     wall: Clock
     total_rows: int = 0
+    to_send: int | None = None  # rows the state file does not show paid, at the start
+    admitted_done: int = 0  # rows finished at admission, without a request
     work: Work = field(default_factory=Work)
     finished: int = 0
     stopped_by: PaybatchError | None = None  # why the run stopped early, if it did
@@ -88,8 +90,14 @@ class RunContext:
         now = self.clock()
         if now - self._eta_at >= 1.0:
             self._eta_at = now
-            left = max(0, self.total_rows - self.finished)
-            self.progress.eta(self.limiter.min_duration(left))
+            self.progress.eta(self.limiter.min_duration(self.rows_left()))
+
+    def rows_left(self) -> int:
+        """Rows that may still need a POST: the ETA's count."""
+        left = self.total_rows - self.finished
+        if self.to_send is not None:
+            left = min(left, self.to_send - (self.finished - self.admitted_done))
+        return max(0, left)
 
     def set_phase(self, key: str, phase: Phase | None) -> None:
         """Enter (or, with None, leave) one of PHASE_ORDER; the heartbeat shows it."""

@@ -358,6 +358,7 @@ async def _send_all(
             sleep=sleep,
             wall=wall,
             total_rows=total_rows,
+            to_send=to_create,
             deadline=deadline,
         )
         try:
