@@ -137,7 +137,8 @@ class RunOptions:
         found: list[tuple[float, str]] = []
         if self.max_duration is not None:
             at = (started + timedelta(seconds=self.max_duration)).astimezone()
-            label = f"{at:%H:%M} (--max-duration {duration_text(self.max_duration)})"
+            clock = f"{at:%H:%M:%S}" if at.second else f"{at:%H:%M}"
+            label = f"{clock} (--max-duration {duration_text(self.max_duration)})"
             found.append((self.max_duration, label))
         if self.until is not None:
             local = started.astimezone().replace(tzinfo=None)

@@ -103,10 +103,18 @@ class Feeder:
         try:
             try:
                 self._checked(len(rows))
+                lookup = asyncio.ensure_future(
+                    ctx.api.order_views(order_ids=[r.order_id for r in rows])
+                )
                 try:
-                    views = await ctx.api.order_views(order_ids=[r.order_id for r in rows])
+                    looked = await ctx.until(lookup)  # a stop cancels it: it sends nothing
                 finally:
                     self._checked(-len(rows))
+                if not looked:
+                    for _ in rows:  # stay pending: not_attempted, checked by the next run
+                        ctx.work.done()
+                    return
+                views = lookup.result()
                 self.preflight_batches += 1
             except LookupFailedError as exc:
                 log.error("preflight failed, %d rows not sent: %s", len(rows), exc)

@@ -17,6 +17,7 @@ import random
 from batch.feeder import Feeder
 from batch.heartbeat import Heartbeat, watch_deadline
 from batch.inputs import InputFile
+from batch.progress import rows_text
 from batch.rows import InputRow
 from batch.run_context import FailFast, Phase, RunContext
 from batch.sender import Sender
@@ -64,7 +65,8 @@ class PaymentRun:
             await ctx.until(ctx.work.idle.wait())
             if ctx.stopping.is_set() and self.tuner.in_flight:
                 grace = ctx.options.grace_seconds
-                waiting = f"stopping: waiting for {self.tuner.in_flight} requests in flight"
+                sending = rows_text(self.tuner.in_flight - sender.held, "request")
+                waiting = f"stopping: waiting for {sending} in flight"
                 ctx.set_phase("drain", Phase(waiting, ctx.clock() + grace, "up to {} s"))
                 log.warning("waiting up to %.0f s for requests in flight", grace)
                 await self.tuner.drained(grace)

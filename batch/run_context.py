@@ -191,8 +191,7 @@ class Reachability:
             ctx.stop(
                 ApiUnreachableError(
                     f"the API could not be reached ({cause}): the last {self._streak} "
-                    f"requests over {lasted:.0f} s all failed; stopped, the rows not reached "
-                    "are not_attempted and the next run sends them",
+                    f"requests over {lasted:.0f} s all failed; stopped",
                     cause=cause,
                 )
             )

@@ -75,8 +75,8 @@ class Sender:
         first = ctx.clock()
         while True:
             self.held += 1
-            try:
-                await ctx.limiter.acquire()
+            try:  # a stop cancels the wait: the limiter then lets the next waiter in
+                await ctx.until(ctx.limiter.acquire())
             finally:
                 self.held -= 1
             if ctx.stopping.is_set() or not await self._commit_sending(row):
