@@ -45,16 +45,21 @@ def test_log_progress_emits_a_line_every_interval_even_when_no_row_finishes(
 def test_log_progress_logs_each_phase_change_once_not_each_countdown(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    progress = LogProgress(every=30.0, clock=lambda: 0.0)
+    now = [0.0]
+    progress = LogProgress(every=30.0, clock=lambda: now[0])
     with caplog.at_level(logging.INFO, logger="batch.progress"):
         progress.phase("waiting for the rate limit", "resuming in 6 s")
         progress.phase("waiting for the rate limit", "resuming in 5 s")
         progress.phase("looking up 12 unsettled rows")
         progress.phase("")
+        progress.phase("looking up 12 unsettled rows")  # the same wait again, 0 s later
+        progress.phase("")
+        now[0] = 30.0
+        progress.phase("looking up 12 unsettled rows")  # again, an interval later
     assert _lines(caplog) == [
         "waiting for the rate limit, resuming in 6 s",
         "looking up 12 unsettled rows",
-        "sending",
+        "looking up 12 unsettled rows",
     ]
 
 

@@ -101,6 +101,8 @@ class LogProgress:
         self._eta: float | None = None
         self._phase = ""
         self._detail = ""
+        self._logged = ""  # the last phase logged, and when
+        self._logged_at = -float("inf")
 
     def start(self, total: int) -> None:
         self._total = total
@@ -118,8 +120,13 @@ class LogProgress:
     def phase(self, text: str, detail: str = "") -> None:
         changed = text != self._phase
         self._phase, self._detail = text, detail
-        if changed:
-            log.info("%s", _phase(text, detail) if text else "sending", extra={"phase": text})
+        if not (changed and text):
+            return  # a countdown, or back to sending: the next progress line says so
+        now = self._clock()
+        if text == self._logged and now < self._logged_at + self._every:
+            return  # the same wait again (a limiter pacing bursts): once per interval is enough
+        self._logged, self._logged_at = text, now
+        log.info("%s", _phase(text, detail), extra={"phase": text})
 
     def close(self) -> None:
         pass
