@@ -375,7 +375,9 @@ async def _send_all(
             message=f"stopped by an internal error ({type(job.crashed).__name__}); see the log",
             requests=requests,
         )
-    if job.stopped_by is not None:
+    # A signal after the deadline outranks it (PRECEDENCE: 130/143 before 1).
+    signalled_late = isinstance(job.stopped_by, DeadlineReached) and shutdown.exit_code
+    if job.stopped_by is not None and not signalled_late:
         return _Sent(
             environment=environment,
             exit_code=job.stopped_by.exit_code,
