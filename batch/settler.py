@@ -93,8 +93,8 @@ class Settler:
     def _waiting(self, first: float) -> Phase | None:
         if first == math.inf:
             return None
-        text = f"{rows_text(len(self._rows))} sent without a sure answer, to be looked up"
-        return Phase(text, first, "in {} s, once any late answer has come")
+        text = f"{rows_text(len(self._rows))} sent without a sure answer"
+        return Phase(text, first, "to be looked up in {} s, once a late answer would have come")
 
     async def _settle(self, order_ids: list[str]) -> None:
         ctx = self._ctx

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from test_runner_outcomes import CONFIG, Server
 
 from batch.api import Answer
 from batch.cli import main
+from batch.cli.progress import LogProgress
 from batch.config import RunOptions, parse_clock_time, parse_duration
 from batch.errors import ApiUnreachableError, UsageError
 from batch.policy import Outcome
@@ -156,3 +159,42 @@ def test_the_api_refusing_connections_mid_run_exits_5_with_the_rows_left_not_att
     assert result.counts["not_attempted"] >= 90
     assert f"{result.counts['not_attempted']} rows not attempted" in result.message
     assert len(posts) < 50  # stopped, not every row tried five times
+
+
+def test_a_lost_answer_says_why_the_run_waits_before_its_lookup(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The settle wait is a phase: under cron the log says what the run waits for."""
+    server = Server({"A": ["lost"]})
+    csv = tmp_path / "in.csv"
+    csv.write_text("order_id,payment_source_token\nA,tok_A\n", encoding="utf-8")
+    options = RunOptions(
+        input_path=csv,
+        report_path=tmp_path / "report.csv",
+        state_path=tmp_path / "state.sqlite",
+        xlsx=False,
+        rate_limits=("100000/1s",),
+        timeout=0.05,
+        settle_delay=2.5,
+        fail_fast_after=0,
+    )
+
+    async def run() -> RunResult:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(server)) as client:
+            return await run_payments(
+                options, CONFIG, client=client, progress=LogProgress(every=1.0)
+            )
+
+    with caplog.at_level(logging.INFO, logger="batch"):
+        result = asyncio.run(run())
+    assert result.exit_code == 0
+    assert result.counts == {"created": 1}
+    lines = [r.getMessage() for r in caplog.records if r.name == "batch.progress"]
+    waits = [line for line in lines if line.startswith("1 row sent without a sure answer")]
+    assert waits, lines
+    assert re.fullmatch(
+        r"1 row sent without a sure answer, to be looked up in [23] s, once a late answer "
+        r"would have come",
+        waits[0],
+    )
+    assert any("progress: 0 of 1 rows" in line and "sure answer" in line for line in lines)
