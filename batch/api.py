@@ -76,6 +76,7 @@ class Answer:
     error_code: str = ""
     error_detail: str = ""
     payment_id: str = ""
+    unreached: str = ""  # a transport failure's `unreachable_cause`, for the run's streak
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +180,7 @@ class CommerceLayer:
                 outcome_of_error(response),
                 error_code=_transport_code(response),
                 error_detail=_transport_detail(response),
+                unreached=unreachable_cause(response),
             )
         doc = _json(response)
         payment_id = payment_id_of(doc)

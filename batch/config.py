@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -121,7 +123,71 @@ class RunOptions:
     columns: Mapping[str, str] = field(default_factory=dict)
     match: Literal["id", "number"] = "id"  # key rows on order_id, or on order_number
     sandbox: bool = False  # against the built-in sandbox: messages point to its options
+    max_duration: float | None = None  # seconds of sending at most (--max-duration)
+    until: time | None = None  # local time to stop sending at, next occurrence (--until)
 
     @property
     def effective_settle_delay(self) -> float:
         return self.timeout if self.settle_delay is None else self.settle_delay
+
+    def deadline(self, started: datetime) -> tuple[float, str] | None:
+        """Seconds from `started` until sending stops, and how to name it; None: no deadline.
+
+        --until is the next occurrence of that local time after `started` (DST-aware: the
+        naive local time is resolved by the system's time zone). Both given: the earlier.
+        """
+        found: list[tuple[float, str]] = []
+        if self.max_duration is not None:
+            at = (started + timedelta(seconds=self.max_duration)).astimezone()
+            clock = f"{at:%H:%M:%S}" if at.second else f"{at:%H:%M}"
+            label = f"{clock} (--max-duration {duration_text(self.max_duration)})"
+            found.append((self.max_duration, label))
+        if self.until is not None:
+            local = started.astimezone().replace(tzinfo=None)
+            target = datetime.combine(local.date(), self.until)
+            if target <= local:
+                target += timedelta(days=1)
+            seconds = (target.astimezone() - started).total_seconds()
+            found.append((seconds, f"{self.until:%H:%M}"))
+        return min(found) if found else None
+
+
+_DURATION_RE = re.compile(
+    r"^(?:(?P<h>\d+(?:\.\d+)?)h)?(?:(?P<m>\d+(?:\.\d+)?)m)?"
+    r"(?:(?P<s>\d+(?:\.\d+)?)s?)?$"
+)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "5h", "90m", "3600s", "1h30m" or "3600"; UsageError otherwise."""
+    match = _DURATION_RE.match(text.strip().lower())
+    if match is None or not any(match.groups()):
+        raise UsageError(f"not a duration: {text!r} (expected e.g. 5h, 90m, 1h30m or 3600s)")
+    hours, minutes, seconds = (float(g or 0) for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise UsageError(f"not a duration: {text!r} (it must be longer than zero)")
+    return total
+
+
+def parse_clock_time(text: str) -> time:
+    """A local time of day, "06:30" or "6:30:15"; UsageError otherwise."""
+    try:
+        parts = [int(p) for p in text.strip().split(":")]
+        if len(parts) not in (2, 3):
+            raise ValueError
+        return time(parts[0], parts[1], parts[2] if len(parts) == 3 else 0)
+    except ValueError:
+        raise UsageError(f"not a time of day: {text!r} (expected HH:MM, e.g. 06:30)") from None
+
+
+def duration_text(seconds: float) -> str:
+    """`45 s`, `12 min 5 s`, `8 h 20 min`: for people, to the second below an hour."""
+    whole = max(0, round(seconds))
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    if minutes:
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    return f"{secs} s"

@@ -13,6 +13,7 @@
     │                                           ApiUnreachableError)
     ├── api.LookupFailedError     a lookup could not be completed (exit 1)
     ├── StateError                the state file is unusable or of a newer version (exit 2)
+    ├── DeadlineReached           --max-duration / --until stopped the sending (exit 1)
     └── InterruptedRun            SIGINT/SIGTERM stopped the run (exit 130 / 143)
 
 Messages never contain secrets: the client secret and bearer tokens are never
@@ -180,6 +181,12 @@ class ApiUnreachableError(PaybatchError):
     def __init__(self, message: str, *, cause: str) -> None:
         super().__init__(message)
         self.cause = cause
+
+
+class DeadlineReached(PaybatchError):
+    """--max-duration or --until stopped the sending; the next run resumes the rows left."""
+
+    exit_code = 1
 
 
 class InterruptedRun(PaybatchError):

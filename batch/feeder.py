@@ -18,8 +18,9 @@ from batch.api import LOOKUP_BATCH, LookupFailedError
 from batch.inputs import InputFile
 from batch.journal import Journal, Plan, Record, Resolution, RowState
 from batch.policy import VERDICTS, Finding, OrderView, finding_for, payment_of
+from batch.progress import rows_text
 from batch.rows import DUPLICATE_ORDER, InputRow, RowStatus, token_hash
-from batch.run_context import FailFast, RunContext
+from batch.run_context import FailFast, Phase, RunContext
 from batch.settler import Settler
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ class Feeder:
         self._lookups: set[asyncio.Task[None]] = set()
         self.preflight_batches = 0
         self._resolved_ids: set[str] = set()  # --match number: each order once per run
+        self._checking = 0  # rows whose preflight lookup is under way
 
     async def run(self) -> None:
         """Feed every row; returns once every batch is admitted and looked up (or stopped)."""
@@ -54,13 +56,17 @@ class Feeder:
                 if self._ctx.stopping.is_set():
                     return
                 if by_number:  # the IDs come from the server: admission waits for them
+                    for row in batch:
+                        if row.problem is None:
+                            self._fail_fast.expect(row.row, "")
                     work = self._by_number(batch)
                 else:
                     to_check = await self._admit(batch)
                     if not to_check:
                         continue
-                    for _ in to_check:
+                    for row in to_check:
                         self._ctx.work.add()
+                        self._fail_fast.expect(row.row, row.order_id)
                     work = self._preflight(to_check)
                 if not await self._ctx.until(self._ahead.acquire()):
                     work.close()
@@ -85,12 +91,16 @@ class Feeder:
         to_check: list[InputRow] = []
         for row in batch:
             if row.problem is not None:
+                ctx.admitted_done += 1
                 ctx.advance(str(row.status_if_refused))
                 continue
             plan, record = plans[row.order_id]
             if plan is Plan.SKIP:
                 assert record is not None
                 created = record.state is RowState.CREATED
+                ctx.admitted_done += 1
+                if not created and ctx.to_send is not None:
+                    ctx.to_send -= 1  # counted as unpaid, but final: never sent again
                 ctx.advance(RowStatus.ALREADY_CREATED if created else RowStatus.FAILED)
             elif plan is Plan.SETTLE:
                 assert record is not None
@@ -157,14 +167,26 @@ class Feeder:
             ctx.advance(RowStatus.DUPLICATE)
         else:
             ctx.advance(RowStatus.FAILED)
-            await self._fail_fast.observe(404, resolution.code, "")
+            await self._fail_fast.observe(row.row, 404, resolution.code)
         return None
 
     async def _preflight(self, rows: list[InputRow]) -> None:
         ctx = self._ctx
         try:
             try:
-                views = await ctx.api.order_views(order_ids=[r.order_id for r in rows])
+                self._checked(len(rows))
+                lookup = asyncio.ensure_future(
+                    ctx.api.order_views(order_ids=[r.order_id for r in rows])
+                )
+                try:
+                    looked = await ctx.until(lookup)  # a stop cancels it: it sends nothing
+                finally:
+                    self._checked(-len(rows))
+                if not looked:
+                    for _ in rows:  # stay pending: not_attempted, checked by the next run
+                        ctx.work.done()
+                    return
+                views = lookup.result()
                 self.preflight_batches += 1
             except LookupFailedError as exc:
                 log.error("preflight failed, %d rows not sent: %s", len(rows), exc)
@@ -180,6 +202,11 @@ class Feeder:
             ctx.failed("preflight", exc)
         finally:
             self._ahead.release()
+
+    def _checked(self, delta: int) -> None:
+        self._checking += delta
+        text = f"looking up {rows_text(self._checking)} before sending them (preflight)"
+        self._ctx.set_phase("preflight", Phase(text) if self._checking else None)
 
     async def _apply(self, row: InputRow, view: OrderView) -> None:
         """One row's verdict: send it, or record what the server shows and why not."""
@@ -210,7 +237,7 @@ class Feeder:
             )
             log.warning("row %d: not sent, %s: %s", row.row, code, detail)
         await self._fail_fast.observe(
-            404 if finding is Finding.NOT_FOUND else None, verdict.code, row.order_id
+            row.row, 404 if finding is Finding.NOT_FOUND else None, verdict.code
         )
         ctx.advance(verdict.status or RowStatus.FAILED)
         ctx.work.done()

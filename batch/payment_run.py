@@ -15,9 +15,11 @@ import logging
 import random
 
 from batch.feeder import Feeder
+from batch.heartbeat import Heartbeat, watch_deadline
 from batch.inputs import InputFile
+from batch.progress import rows_text
 from batch.rows import InputRow
-from batch.run_context import FailFast, RunContext
+from batch.run_context import FailFast, Phase, RunContext
 from batch.sender import Sender
 from batch.settler import Settler
 from batch.tuning import MAX_WORKERS, Tuner
@@ -51,14 +53,23 @@ class PaymentRun:
         workers = ctx.options.concurrency or MAX_WORKERS
         tasks = [asyncio.create_task(self.sender.worker()) for _ in range(workers)]
         tasks.append(asyncio.create_task(self.settler.run()))
+        sender = self.sender
+        heartbeat = Heartbeat(
+            ctx, held=lambda: sender.held > 0, sending=lambda: self.tuner.in_flight > sender.held
+        )
+        tasks.append(asyncio.create_task(heartbeat.run()))
+        if ctx.deadline is not None:
+            tasks.append(asyncio.create_task(watch_deadline(ctx, ctx.deadline)))
         try:
             await self.feeder.run()
             await ctx.until(ctx.work.idle.wait())
             if ctx.stopping.is_set() and self.tuner.in_flight:
-                log.warning(
-                    "waiting up to %.0f s for requests in flight", ctx.options.grace_seconds
-                )
-                await self.tuner.drained(ctx.options.grace_seconds)
+                grace = ctx.options.grace_seconds
+                sending = rows_text(self.tuner.in_flight - sender.held, "request")
+                waiting = f"stopping: waiting for {sending} in flight"
+                ctx.set_phase("drain", Phase(waiting, ctx.clock() + grace, "up to {} s"))
+                log.warning("waiting up to %.0f s for requests in flight", grace)
+                await self.tuner.drained(grace)
         finally:
             for task in tasks:
                 task.cancel()

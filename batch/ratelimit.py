@@ -367,6 +367,10 @@ class RateLimiter:
             del log[: bisect_left(log, horizon)]
         self._prune_at = max(_PRUNE_FIRST, 2 * len(self._sends))
 
+    def paused_until(self) -> float:
+        """When the next request may go, on the limiter's clock (in the past: now); reads only."""
+        return max(self._resume_at, _earliest(self._rules(), self._clock()))
+
     def min_duration(self, n: int) -> float:
         """Seconds from now until the last of n more requests may be sent, at the earliest."""
         if n <= 0:

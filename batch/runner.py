@@ -29,9 +29,15 @@ from batch.api import (
     open_client,
 )
 from batch.auth import TokenUnavailableError
-from batch.config import ApiConfig, RunOptions
+from batch.config import ApiConfig, RunOptions, duration_text
 from batch.connection import Connection, connect
-from batch.errors import AuthRefusedError, InputFileError, InterruptedRun
+from batch.errors import (
+    ApiUnreachableError,
+    AuthRefusedError,
+    DeadlineReached,
+    InputFileError,
+    InterruptedRun,
+)
 from batch.inputs import InputFile, Match, open_input
 from batch.journal import AsyncJournal, Journal
 from batch.lock import StateLock
@@ -39,7 +45,7 @@ from batch.payment_run import PaymentRun
 from batch.policy import FLAG_CODES
 from batch.preflight import Confirm, rows_to_create
 from batch.preview import exit_code_of_preview, preview_file
-from batch.progress import NullProgress, Progress
+from batch.progress import NullProgress, Progress, rows_text
 from batch.ratelimit import (
     parse_window,
 )
@@ -55,7 +61,7 @@ from batch.report import (
     write_summary_json,
 )
 from batch.rows import InputRow, ReportRow, RowStatus
-from batch.run_context import Clock, RunContext, Sleep
+from batch.run_context import Clock, Deadline, RunContext, Sleep
 from batch.shutdown import Shutdown
 from batch.statefile import data_dir, locate
 from batch.tuning import MAX_WORKERS
@@ -119,6 +125,8 @@ async def run_payments(
     progress = progress or NullProgress()
     started = now()
     run_id = run_id or new_run_id(started)
+    ends = options.deadline(started)
+    deadline = None if ends is None else Deadline(clock() + ends[0], ends[1])
     configured = tuple(parse_window(text) for text in options.rate_limits)
     input_file = open_input(
         options.input_path,
@@ -159,6 +167,11 @@ async def run_payments(
                 journal, run_id, report_path, xlsx=options.xlsx, info=info, cause=str(exc)
             )
             sent = replace(sent, exit_code=exc.exit_code, message=str(exc))
+        if sent.resumable:
+            left = rows_text(counts[RowStatus.NOT_ATTEMPTED])
+            sent = replace(
+                sent, message=f"{sent.message}; {left} not attempted; the next run resumes them"
+            )
         code = sent.exit_code if sent.exit_code is not None else exit_code_for(counts, errors)
         if journal is not None:
             await journal.write(
@@ -219,6 +232,7 @@ async def run_payments(
                         progress=progress,
                         api_host=api_config.api_host,
                         confirm=confirm,
+                        deadline=deadline,
                     )
                     done = await finish(journal, location.path, sent)
                 finally:
@@ -291,6 +305,7 @@ class _Sent:
     exit_code: int | None = None  # None: decided by the report's statuses
     message: str = ""
     requests: dict[str, int] = field(default_factory=dict)
+    resumable: bool = False  # stopped early on purpose: the message counts the rows left
 
 
 @dataclass(frozen=True)
@@ -317,14 +332,14 @@ async def _send_all(
     progress: Progress,
     api_host: str,
     confirm: Confirm | None = None,
+    deadline: Deadline | None = None,
 ) -> _Sent:
     environment, api, limiter = conn.environment, conn.api, conn.limiter
-    if environment == "live" and confirm is not None:
-        to_create = await rows_to_create(input_file, journal)
-        if to_create and not confirm(to_create, organization(api_host)):
-            return _Sent(
-                environment=environment, exit_code=1, message="not confirmed: nothing sent"
-            )
+    to_create = await rows_to_create(input_file, journal)
+    _log_start(to_create, limiter.min_duration(to_create), deadline, clock())
+    asked = environment == "live" and confirm is not None and to_create
+    if asked and confirm is not None and not confirm(to_create, organization(api_host)):
+        return _Sent(environment=environment, exit_code=1, message="not confirmed: nothing sent")
     fail_fast_hint = (
         "; the built-in sandbox knows only the sample's orders: to rehearse your own file, "
         "serve it with `paybatch sandbox --open-orders`"
@@ -346,6 +361,8 @@ async def _send_all(
             sleep=sleep,
             wall=wall,
             total_rows=total_rows,
+            to_send=to_create,
+            deadline=deadline,
         )
         try:
             await PaymentRun(job, input_file, fail_fast_hint=fail_fast_hint).execute()
@@ -361,12 +378,15 @@ async def _send_all(
             message=f"stopped by an internal error ({type(job.crashed).__name__}); see the log",
             requests=requests,
         )
-    if job.stopped_by is not None:
+    # A signal after the deadline outranks it (PRECEDENCE: 130/143 before 1).
+    signalled_late = isinstance(job.stopped_by, DeadlineReached) and shutdown.exit_code
+    if job.stopped_by is not None and not signalled_late:
         return _Sent(
             environment=environment,
             exit_code=job.stopped_by.exit_code,
             message=str(job.stopped_by),
             requests=requests,
+            resumable=isinstance(job.stopped_by, (DeadlineReached, ApiUnreachableError)),
         )
     if shutdown.exit_code is not None:
         interrupted = InterruptedRun(
@@ -379,6 +399,21 @@ async def _send_all(
             requests=requests,
         )
     return _Sent(environment=environment, requests=requests)
+
+
+def _log_start(to_send: int, least: float, deadline: Deadline | None, now: float) -> None:
+    """The start line: the rows left to send, and the least time the rate limits allow."""
+    log.info(
+        "%s to send: at least %s at the rate limits",
+        rows_text(to_send),
+        duration_text(least),
+        extra={"rows_to_send": to_send, "min_duration_s": round(least, 1)},
+    )
+    if deadline is not None and now + least > deadline.at:
+        log.warning(
+            "the deadline %s comes first: the rows not sent by then are left for the next run",
+            deadline.label,
+        )
 
 
 def preview(

@@ -22,7 +22,7 @@ from batch.backoff import Backoff
 from batch.journal import Journal, RowState
 from batch.policy import Action, Call, Outcome, decide
 from batch.rows import InputRow, RowStatus
-from batch.run_context import FailFast, RunContext
+from batch.run_context import FailFast, Reachability, RunContext
 from batch.settler import Settler
 from batch.tuning import Tuner
 
@@ -49,6 +49,8 @@ class Sender:
         self._backoff = Backoff(max_attempts=ctx.options.max_attempts)
         # POSTs per order in this run: --max-attempts bounds these, not the journal's total.
         self.sends: Counter[str] = Counter()
+        self.held = 0  # workers waiting for the limiter's grant (the heartbeat shows it)
+        self._reachability = Reachability(ctx)
 
     async def worker(self) -> None:
         ctx = self._ctx
@@ -72,7 +74,11 @@ class Sender:
         failures = 0
         first = ctx.clock()
         while True:
-            await ctx.limiter.acquire()
+            self.held += 1
+            try:  # a stop cancels the wait: the limiter then lets the next waiter in
+                await ctx.until(ctx.limiter.acquire())
+            finally:
+                self.held -= 1
             if ctx.stopping.is_set() or not await self._commit_sending(row):
                 return  # stays pending: not_attempted
             if ctx.stopping.is_set():  # committed, but certainly not sent: back to pending
@@ -81,6 +87,7 @@ class Sender:
             started = ctx.clock()
             answer = await ctx.api.create_external_payment(row)
             self._tuner.learn(ctx.clock() - started)
+            self._reachability.observe(answer)
             rule = decide(Call.CREATE, answer.outcome)
             if rule.attempt:
                 self.sends[row.order_id] += 1
@@ -103,7 +110,7 @@ class Sender:
                 return
             if rule.action is Action.FINAL:
                 await self._record(row, rule.state, answer, attempts=1)
-                await self._fail_fast.observe(answer.http_status, answer.error_code, row.order_id)
+                await self._fail_fast.observe(row.row, answer.http_status, answer.error_code)
                 ctx.advance(RowStatus.FAILED)
                 return
             # BACK_OFF: the server did not take it; resend after a pause, bounded.
@@ -150,7 +157,7 @@ class Sender:
                 now=now,
             )
         )
-        await self._fail_fast.observe(answer.http_status, "")
+        await self._fail_fast.observe(row.row, answer.http_status, "")
         ctx.advance(RowStatus.CREATED)
 
     async def _record(

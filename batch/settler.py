@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from batch.api import LOOKUP_BATCH, LookupFailedError
 from batch.journal import Journal, Record, RowState
 from batch.policy import VERDICTS, Finding, OrderView, finding_for, payment_of
+from batch.progress import rows_text
 from batch.rows import InputRow, RowStatus, token_hash
-from batch.run_context import RunContext
+from batch.run_context import Phase, RunContext
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,9 @@ class Settler:
             now = ctx.clock()
             ready = [o for o, u in self._rows.items() if u.look_at <= now][:LOOKUP_BATCH]
             if not ready:
-                wait = min((u.look_at for u in self._rows.values()), default=math.inf) - now
+                first = min((u.look_at for u in self._rows.values()), default=math.inf)
+                wait = first - now
+                ctx.set_phase("settle wait", self._waiting(first))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._added.wait(), None if wait == math.inf else wait)
                 continue
@@ -84,10 +87,20 @@ class Settler:
                     if self._rows.pop(order_id, None) is not None:
                         ctx.work.done()
                 ctx.failed("settling", exc)
+            finally:
+                ctx.set_phase("lookup", None)
+
+    def _waiting(self, first: float) -> Phase | None:
+        if first == math.inf:
+            return None
+        text = f"{rows_text(len(self._rows))} sent without a sure answer"
+        return Phase(text, first, "to be looked up in {} s, once a late answer would have come")
 
     async def _settle(self, order_ids: list[str]) -> None:
         ctx = self._ctx
-        log.info("looking up %d unsettled rows", len(order_ids))
+        what = f"looking up {rows_text(len(order_ids), 'unsettled row')}"
+        log.info("%s", what)
+        ctx.set_phase("lookup", Phase(what))
         try:
             views = await ctx.api.order_views(order_ids=order_ids)
         except LookupFailedError as exc:

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, time
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +30,8 @@ from batch.config import (
     DEFAULT_TIMEOUT,
     ApiConfig,
     RunOptions,
+    parse_clock_time,
+    parse_duration,
 )
 from batch.errors import (
     RECONCILE,
@@ -62,6 +64,20 @@ def _windows(
         except UsageError as exc:
             raise click.BadParameter(str(exc)) from None
     return values
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    try:
+        return None if value is None else parse_duration(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _clock_time(ctx: click.Context, param: click.Parameter, value: str | None) -> time | None:
+    try:
+        return None if value is None else parse_clock_time(value)
+    except UsageError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _columns(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
@@ -277,6 +293,19 @@ def main() -> None:
     show_default=True,
     help="Seconds to let requests in flight finish after SIGINT/SIGTERM.",
 )
+@click.option(
+    "--max-duration",
+    callback=_duration,
+    metavar="DURATION",
+    help="Stop sending after this long (5h, 90m, 3600s), like a stop: the report is "
+    "written, the rows not reached are not_attempted (exit 1) and the next run resumes them.",
+)
+@click.option(
+    "--until",
+    callback=_clock_time,
+    metavar="HH:MM",
+    help="Stop sending at this local time (its next occurrence), as --max-duration does.",
+)
 @SUMMARY_JSON
 @click.option(
     "--yes",
@@ -320,6 +349,8 @@ def run(
     max_attempts: int,
     fail_fast_after: int,
     grace: float,
+    max_duration: float | None,
+    until: time | None,
     summary_json: Path | None,
     yes: bool,
     show_progress: bool | None,
@@ -347,6 +378,8 @@ def run(
             columns=columns,
             match=match,
             sandbox=sandbox,
+            max_duration=max_duration,
+            until=until,
         )
         progress = _progress(show_progress, quiet)
         with contextlib.ExitStack() as stack:
