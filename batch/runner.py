@@ -111,12 +111,14 @@ async def run_payments(
     on_secret: Callable[[str], None] = lambda _secret: None,
     run_id: str | None = None,
     confirm: Confirm | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RunResult:
     """Create the external payments of one input file, exactly once, and write the report.
 
     Raises PaybatchError for what stops a run before it starts (bad input file, lock held,
     bad options); what stops it later (signal, refused credentials, fail-fast) still
-    writes the report and comes back as the result's exit code and message.
+    writes the report and comes back as the result's exit code and message. Setting `stop`
+    (an event of the loop this runs on) stops new sends as a first Ctrl-C does.
     """
     progress = progress or NullProgress()
     started = now()
@@ -216,6 +218,7 @@ async def run_payments(
                         progress=progress,
                         api_host=api_config.api_host,
                         confirm=confirm,
+                        stop=stop,
                     )
                     done = await finish(journal, location.path, sent)
                 finally:
@@ -314,6 +317,7 @@ async def _send_all(
     progress: Progress,
     api_host: str,
     confirm: Confirm | None = None,
+    stop: asyncio.Event | None = None,
 ) -> _Sent:
     environment, api, limiter = conn.environment, conn.api, conn.limiter
     if environment == "live" and confirm is not None:
@@ -330,7 +334,7 @@ async def _send_all(
     )
     total_rows = input_file.count()
     progress.start(total_rows)
-    with Shutdown() as shutdown:
+    with Shutdown(stop) as shutdown:
         job = RunContext(
             run_id=run_id,
             journal=journal,
