@@ -8,10 +8,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from webpage import start_page
 
 from batch.web import WebServer
 from batch.web.security import COOKIE
-from webpage import start_page
 
 LIMIT = 64 * 1024  # a small cap keeps the oversized upload quick
 

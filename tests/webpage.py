@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import openpyxl
+from e2e import token_for
 
 from batch.config import ApiConfig
 from batch.sandbox import SandboxServer
 from batch.web import Site, WebServer
-from e2e import token_for
 
 ZERO_WIDTH_SPACE = "\u200b"
 
