@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import re
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+import httpx
 import openpyxl
 from e2e import token_for
 
@@ -75,3 +80,43 @@ def odd_headers_csv(path: Path, orders: Sequence[str]) -> Path:
     lines = ["Order Ref,Token"] + [f"{o},{token_for(o)}" for o in orders]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+@contextlib.contextmanager
+def session(server: WebServer) -> Iterator[httpx.Client]:
+    """A client that opened the printed address once, so it holds the access cookie."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=30.0) as http:
+        welcome = http.get(f"/?token={server.site.guard.access_token}")
+        assert welcome.status_code == 303, welcome.text
+        yield http
+
+
+def csrf_of(http: httpx.Client) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', http.get("/").text)
+    assert found is not None
+    return found[1]
+
+
+def upload_csv(http: httpx.Client, name: str, body: bytes) -> httpx.Response:
+    """Upload a file as the page's form does; the answer is the check page."""
+    return http.post(
+        "/upload",
+        data={"csrf": csrf_of(http)},
+        files={"file": (name, body, "text/csv")},
+        follow_redirects=True,
+    )
+
+
+def orders_body(orders: Sequence[str]) -> bytes:
+    lines = ["order_id,payment_source_token"] + [f"{o},{token_for(o)}" for o in orders]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def wait_for_the_run(http: httpx.Client, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status: dict[str, Any] = http.get("/status").json()
+        if not status["running"]:
+            return status
+        time.sleep(0.05)
+    raise AssertionError("the run did not finish")
