@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 import threading
 import webbrowser
@@ -19,6 +20,7 @@ from batch.errors import SERVE, PaybatchError, exit_codes_help
 from batch.logs import configure_logging
 from batch.statefile import STATE_VARIABLE, data_dir
 
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
 DEFAULT_MAX_UPLOAD_MB = 50  # batch.web.DEFAULT_MAX_UPLOAD_MB, without importing aiohttp for --help
 
 
@@ -86,16 +88,23 @@ def serve(
     try:
         server.start()
     except OSError as exc:
+        site.cleanup()
         reason = "in use" if exc.errno == errno.EADDRINUSE else (exc.strerror or str(exc))
         click.echo(f"paybatch: error: cannot listen on 127.0.0.1:{port}: {reason}", err=True)
         sys.exit(2)
+    # SIGINT and SIGTERM end the wait below; the main thread then stops the server, whose
+    # run in progress (if any) stops as a first Ctrl-C stops `paybatch run`.
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set()) for sig in SIGNALS}
     try:
         click.echo(f"paybatch serve: open {server.url}", err=True)
         click.echo("paybatch serve: Ctrl-C to stop", err=True)
         if not no_browser:
             webbrowser.open(server.url)
-        threading.Event().wait()
-    except KeyboardInterrupt:
+        while not stop.wait(0.5):
+            pass
         click.echo("paybatch serve: stopping (a run in progress writes its report first)", err=True)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         server.stop()
