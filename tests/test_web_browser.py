@@ -18,7 +18,7 @@ import openpyxl
 import pytest
 from e2e import order_ids, post_count
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -116,7 +116,7 @@ def until(check: Callable[[], object], what: str, timeout: float = WAIT) -> obje
     while time.monotonic() < deadline:
         try:
             value = check()
-        except StaleElementReferenceException:
+        except WebDriverException:  # the element went with a reload (stale, not in the document)
             value = None
         if value:
             return value
