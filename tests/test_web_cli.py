@@ -80,3 +80,37 @@ def test_a_busy_port_is_one_line_and_exit_2(tmp_path: Path) -> None:
         == f"paybatch: error: cannot listen on 127.0.0.1:{port}: in use"
     )
     assert "Traceback" not in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM from outside is POSIX")
+def test_serve_sandbox_rehearses_the_sample_without_credentials(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parent.parent / "sample_data" / "orders.csv"
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("CL_")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "batch", "serve", "--no-browser", "--sandbox"],
+        env=clean,
+        cwd=tmp_path,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = printed_url(process)
+        with httpx.Client(base_url=url.split("/?")[0], timeout=30) as http:
+            http.get(url)
+            csrf = re.search(r'name="csrf" value="([^"]+)"', http.get("/").text)
+            assert csrf is not None
+            checked = http.post(
+                "/upload",
+                data={"csrf": csrf[1]},
+                files={"file": ("orders.csv", sample.read_bytes(), "text/csv")},
+                follow_redirects=True,
+            )
+        assert 'id="environment">TEST<' in checked.text
+        assert re.search(
+            r"Create \d+ external payments in TEST organization 127\.0\.0\.1:", checked.text
+        )
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-COOKIE = "paybatch_access"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD"})
@@ -41,6 +40,11 @@ class Guard:
     @property
     def hosts(self) -> frozenset[str]:
         return frozenset({f"127.0.0.1:{self.port}", f"localhost:{self.port}"})
+
+    @property
+    def cookie(self) -> str:
+        """Named after the port: browsers share cookies across the ports of one host."""
+        return f"paybatch_access_{self.port}"
 
     @property
     def url(self) -> str:
@@ -71,10 +75,10 @@ class Guard:
             # Keep the token out of the address bar and history; the cookie carries it.
             welcome = web.Response(status=303, headers={"Location": request.path})
             welcome.set_cookie(
-                COOKIE, self.access_token, httponly=True, samesite="Strict", path="/"
+                self.cookie, self.access_token, httponly=True, samesite="Strict", path="/"
             )
             return welcome
-        if not self._has(request.cookies.get(COOKIE), self.access_token):
+        if not self._has(request.cookies.get(self.cookie), self.access_token):
             return _refused("no access token; open the address paybatch serve printed")
         if request.method not in SAFE_METHODS:
             origin = request.headers.get("Origin")
