@@ -180,6 +180,7 @@ def test_progress_phases_and_eta() -> None:
     shown = progress.snapshot()
     assert (shown["phase"], shown["done"], shown["total"]) == ("sending", 1, 4)
     assert shown["eta_seconds"] == 6.0  # the pace seen so far, above the rate limits' 1 s
+    assert shown["limit_eta_seconds"] == 1.0
     for _ in range(3):
         progress.advance("failed")
     assert progress.snapshot()["phase"] == "writing the report"
@@ -190,4 +191,5 @@ def test_progress_phases_and_eta() -> None:
         "done": 4,
         "counts": {"created": 1, "failed": 3},
         "eta_seconds": None,
+        "limit_eta_seconds": None,
     }

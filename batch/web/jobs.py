@@ -82,6 +82,7 @@ class PageProgress:
                 "done": done,
                 "counts": dict(sorted(self._counts.items())),
                 "eta_seconds": eta,
+                "limit_eta_seconds": round(self._limit_eta, 1) if eta is not None else None,
             }
 
 
@@ -176,7 +177,7 @@ class RunJob:
         status["stop_asked"] = self._stop_asked
         if self.outcome is not None:
             status["phase"] = "finished"
-            status["eta_seconds"] = None
+            status["eta_seconds"] = status["limit_eta_seconds"] = None
             status["exit_code"] = self.outcome.exit_code
             status["message"] = self.outcome.message
             if self.outcome.counts is not None:
