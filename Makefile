@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck pytest bench install clean report-pictures
+.PHONY: demo test lint typecheck pytest bench install clean report-pictures system-packages
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,10 +25,16 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --strict batch
 
-pytest: $(STAMP)
+# The browser tests of the web page (tests/test_web_browser.py) drive Debian's chromium
+# through chromedriver; they fail, never skip, without it.
+system-packages:
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  apt-get update && apt-get install -y chromium chromium-driver; fi
+
+pytest: $(STAMP) system-packages
 	$(BIN)/pytest -q -p no:cacheprovider
 
-test: lint typecheck pytest
+test: system-packages lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python bench/throughput.py

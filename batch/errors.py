@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 HELP_WIDTH = 79
-RUN, VALIDATE, RECONCILE, SANDBOX = "run", "validate", "reconcile", "sandbox"
-COMMANDS = (RUN, VALIDATE, RECONCILE, SANDBOX)
+RUN, VALIDATE, RECONCILE, SANDBOX, SERVE = "run", "validate", "reconcile", "sandbox", "serve"
+COMMANDS = (RUN, VALIDATE, RECONCILE, SANDBOX, SERVE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +59,7 @@ EXIT_CODES: tuple[ExitCode, ...] = (
             VALIDATE: "every row valid (with --server: would be sent or is already paid)",
             RECONCILE: "every order is paid as expected",
             SANDBOX: "stopped by Ctrl-C or SIGTERM",
+            SERVE: "stopped by Ctrl-C",
         },
     ),
     ExitCode(

@@ -115,12 +115,14 @@ async def run_payments(
     on_secret: Callable[[str], None] = lambda _secret: None,
     run_id: str | None = None,
     confirm: Confirm | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RunResult:
     """Create the external payments of one input file, exactly once, and write the report.
 
     Raises PaybatchError for what stops a run before it starts (bad input file, lock held,
     bad options); what stops it later (signal, refused credentials, fail-fast) still
-    writes the report and comes back as the result's exit code and message.
+    writes the report and comes back as the result's exit code and message. Setting `stop`
+    (an event of the loop this runs on) stops new sends as a first Ctrl-C does.
     """
     progress = progress or NullProgress()
     started = now()
@@ -233,6 +235,7 @@ async def run_payments(
                         api_host=api_config.api_host,
                         confirm=confirm,
                         deadline=deadline,
+                        stop=stop,
                     )
                     done = await finish(journal, location.path, sent)
                 finally:
@@ -333,6 +336,7 @@ async def _send_all(
     api_host: str,
     confirm: Confirm | None = None,
     deadline: Deadline | None = None,
+    stop: asyncio.Event | None = None,
 ) -> _Sent:
     environment, api, limiter = conn.environment, conn.api, conn.limiter
     to_create = await rows_to_create(input_file, journal)
@@ -348,7 +352,7 @@ async def _send_all(
     )
     total_rows = input_file.count()
     progress.start(total_rows)
-    with Shutdown() as shutdown:
+    with Shutdown(stop) as shutdown:
         job = RunContext(
             run_id=run_id,
             journal=journal,

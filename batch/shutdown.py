@@ -21,10 +21,13 @@ EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class Shutdown:
-    """Install the handlers on the running loop; `stopping` is set by the first signal."""
+    """Install the handlers on the running loop; `stopping` is set by the first signal.
 
-    def __init__(self) -> None:
-        self.stopping = asyncio.Event()
+    `stopping` may be given: another stop (the web page's Stop button) then sets it too.
+    """
+
+    def __init__(self, stopping: asyncio.Event | None = None) -> None:
+        self.stopping = stopping if stopping is not None else asyncio.Event()
         self.signal: signal.Signals | None = None
         self._installed: list[signal.Signals] = []
         self._previous: dict[signal.Signals, Any] = {}

@@ -218,3 +218,33 @@ def unfinished_runs(path: Path) -> list[OpenRun]:
     finally:
         db.close()
     return [OpenRun(str(r[0]), int(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class PastRun:
+    """One row of a state file's `runs` table (it records no report paths)."""
+
+    run_id: str
+    started_at: str
+    finished_at: str | None
+    input_path: str
+    exit_code: int | None
+
+
+def past_runs(path: Path, limit: int = 50) -> list[PastRun]:
+    """The newest runs a state file records, newest first; [] when it cannot be read."""
+    try:
+        db = _existing(path)
+    except sqlite3.Error:
+        return []
+    try:
+        rows = db.execute(
+            "SELECT run_id, started_at, finished_at, input_path, exit_code FROM runs "
+            "ORDER BY started_at DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+    except sqlite3.Error:
+        return []
+    finally:
+        db.close()
+    return [PastRun(str(r[0]), str(r[1]), r[2], str(r[3]), r[4]) for r in rows]

@@ -19,7 +19,7 @@ COMMANDS = sorted(main.commands)
 
 
 def test_the_commands_are_the_documented_ones() -> None:
-    assert COMMANDS == ["reconcile", "run", "sandbox", "validate"]
+    assert COMMANDS == ["reconcile", "run", "sandbox", "serve", "validate"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -23,6 +23,7 @@ from batch import __version__
 from batch.cli import stdio
 from batch.cli.progress import BarProgress, LogProgress
 from batch.cli.sandbox import sandbox
+from batch.cli.serve import serve
 from batch.config import (
     DEFAULT_FAIL_FAST_AFTER,
     DEFAULT_GRACE_SECONDS,
@@ -603,3 +604,4 @@ def reconcile(
 
 
 main.add_command(sandbox)
+main.add_command(serve)
