@@ -146,6 +146,8 @@ def test_sigint_mid_run_no_post_arrives_later_than_half_a_second(
         r.at for r in server.request_log() if r.method == "POST" and r.path.startswith("/api/")
     ]
     late = [round(at - signalled, 3) for at in posts if at > signalled + 0.5]
+    last = max(posts) - signalled
+    print(f"[sigint] posts={len(posts)} of 300, last POST {last:+.3f} s after the signal")
     assert late == [], f"POSTs arrived after the signal: {late}"
     assert len(posts) < 300
     report = read_report(tmp_path / "r.csv")
