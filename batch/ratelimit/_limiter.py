@@ -1,0 +1,488 @@
+"""The adaptive limiter: spend the whole budget, learn from 429s under either counting rule.
+
+Enforcing a window
+------------------
+Commerce Layer counts a request when it *arrives*; we only know when we *send* it. Each
+window is enforced on our send log with its length padded by margin + half the spread of
+recent send->response times (the whole spread once a 429 shows half was not enough), so
+jitter cannot squeeze `limit + 1` arrivals into one window. Sends are logged at
+acquisition, refused ones included: whether the server counts a refused request is
+unconfirmed, so we always count it, and a window that refused us drains only once the
+refusals have left it too.
+
+What each window allows (`_Budget`)
+-----------------------------------
+- `ceiling`: the most of our requests in one window. It starts at the told limit
+  (`--rate-limit`, or the documented defaults): told limits are known, so no slow start.
+- `proven`: the most the server accepted in one window: at an accepted request, our
+  earlier sends in the span before it that were not refused. That many fit under both
+  counting rules (a server that counts refusals counted at least those).
+- A 429 gives an upper bound that also holds under both rules: the window had at most
+  `count` of ours before the refused one, refused ones included. A cut sets the ceiling
+  there, but only for a window that could have refused (count >= proven), the fullest
+  one; refusals of requests sent before the last reaction are the same episode.
+- After a cut, the ceiling grows back by one per RECOVER_WINDOWS window lengths, and only
+  once the server took the last step. A request above both `proven` and `free` is a probe;
+  at most PROBES are in flight, and a failed one puts the ceiling back. `free` is the told
+  limit until some window's ceiling is cut: a wrong told limit makes every one doubtful.
+
+Other traffic on the same IP
+----------------------------
+With X-Ratelimit-* headers, Remaining is the truth for the average window: at the answered
+request, what the server counted minus what we sent in its interval is foreign load, and
+the server's window is enforced at Limit minus the largest foreign load seen over the last
+interval. Without headers, a 429 that no window of ours explains (every count below what
+was proven) is foreign load on the longest (average) window: its ceiling is cut to our
+count there, or, when we had less than half of it, the window is left to drain (another
+tool's burst, not a steady neighbour).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from bisect import bisect_left, bisect_right, insort
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from batch.ratelimit._windows import (
+    Latencies,
+    Rule,
+    Window,
+    between,
+    earliest,
+    implied_limit,
+    inside,
+    schedule,
+)
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], Awaitable[None]]
+
+DEFAULT_MARGIN = 0.05
+# Requests in flight above what the server has taken: what a wrong limit can cost at once.
+PROBES = 6
+# Foreign load read from Remaining is this share of the interval old: refresh it with probes
+# before a burst (another integration may have spent more meanwhile).
+STALE_SHARE = 0.1
+# A cut window probes one request higher after this many of its lengths without a 429.
+RECOVER_WINDOWS = 4
+RECOVER_MIN_SECONDS = 10.0
+# A 429 unexplained by our windows, with less than this share of the average window ours:
+# another tool's burst. The window is left to drain instead of being cut.
+TRANSIENT_SHARE = 0.5
+# A slot this close is taken now: event loops may wake a clock tick early, and the pad
+# is orders of magnitude larger.
+_EARLY_OK = 1e-6
+# A latency's send-time estimate lands a few microseconds after the logged send; no other
+# send can be logged in between (nothing awaits there), and clock ties are the same send.
+_SAME_SEND = 1e-7
+# Logs are pruned when they reach this length, then whenever they double.
+_PRUNE_FIRST = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class LimiterStats:
+    """Counters for the run summary."""
+
+    acquired: int
+    throttled: int
+    paused_seconds: float
+    learned: int = 0  # ceilings cut to what a 429 showed
+    probes: int = 0  # requests sent above what the server had accepted
+
+
+@dataclass(slots=True)
+class _Budget:
+    """One configured window: what we may send in it, and what the server showed."""
+
+    told: Window
+    ceiling: int
+    free: int  # up to here no probing: the told limit, or where the last cut put the ceiling
+    proven: int = 0
+    cut_at: float | None = None
+
+    @property
+    def probing(self) -> bool:
+        """The ceiling is above everything known to be safe: the next request there probes."""
+        return self.ceiling > max(self.free, self.proven)
+
+    @property
+    def safe(self) -> int:
+        """Requests in one window known to be taken: no probe below this."""
+        return min(self.ceiling, max(self.free, self.proven))
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value.strip())
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+class RateLimiter:
+    """Sliding-window logs for every window; `acquire()` waits, FIFO, until all have room.
+
+    Feedback per response, with no await in between: `record_latency`, then `observe`,
+    then `on_throttled` or `on_accepted` (the latency tells which send was answered).
+    Any extra request (a resend after a token refresh) takes its slot with `acquire()`.
+    Not thread-safe: use it from one event loop. The token endpoint is not limited here.
+    """
+
+    def __init__(
+        self,
+        windows: Sequence[Window],
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        margin: float = DEFAULT_MARGIN,
+    ) -> None:
+        if not windows:
+            raise ValueError("a rate limiter needs at least one window")
+        if margin < 0 or not math.isfinite(margin):
+            raise ValueError("margin must be a finite number >= 0")
+        self._budgets = [_Budget(w, w.limit, 0) for w in windows]
+        self._longest = max(range(len(self._budgets)), key=lambda i: windows[i].seconds)
+        self._clock = clock
+        self._sleep = sleep
+        self._margin = margin
+        self._server: Window | None = None  # as the headers state it
+        self._foreign: deque[tuple[float, int]] = deque()  # (seen at, foreign count)
+        self._sends: list[float] = []  # ours, sorted, refused ones included
+        self._refused: list[float] = []  # send times of our 429s, sorted
+        self._probes: list[float] = []  # send times of probes not answered yet
+        self._prune_at = _PRUNE_FIRST
+        self._latencies = Latencies()
+        self._wide = False
+        self._answered: float | None = None  # send time of the response being reported
+        self._seen_at = -math.inf  # the last Remaining we read
+        self._reacted_at = -math.inf  # when a 429 last changed what we send
+        self._resume_at = -math.inf
+        self._acquired = 0
+        self._throttled = 0
+        self._paused = 0.0
+        self._learned = 0
+        self._probes_sent = 0
+        # Created lazily so the limiter can be built outside the loop that uses it.
+        self._lock: asyncio.Lock | None = None
+        self._changed: asyncio.Event | None = None
+
+    # -- what is in force -------------------------------------------------------------
+
+    @property
+    def windows(self) -> tuple[Window, ...]:
+        """The ceilings in force, tightened or joined by the server's window (less foreign load)."""
+        found = [Window(b.ceiling, b.told.seconds) for b in self._budgets]
+        server = self._server_window(self._clock())
+        if server is not None and server.limit < implied_limit(found, server.seconds):
+            same = [i for i, w in enumerate(found) if w.seconds == server.seconds]
+            for i in same:
+                found[i] = server
+            if not same:
+                found.append(server)
+        return tuple(found)
+
+    @property
+    def pad(self) -> float:
+        """Seconds added to every window's length: margin plus the arrival-time spread."""
+        spread = self._latencies.spread
+        return self._margin + (spread if self._wide else spread / 2)
+
+    @property
+    def stats(self) -> LimiterStats:
+        """Counters so far."""
+        return LimiterStats(
+            self._acquired,
+            self._throttled,
+            self._paused,
+            self._learned,
+            self._probes_sent,
+        )
+
+    def _server_window(self, now: float) -> Window | None:
+        if self._server is None:
+            return None
+        foreign = self._foreign_load(now)
+        return Window(max(1, self._server.limit - foreign), self._server.seconds)
+
+    def _foreign_load(self, now: float) -> int:
+        """The largest foreign count seen over the last interval (the latest, if older)."""
+        if self._server is None or not self._foreign:
+            return 0
+        since = now - self._server.seconds
+        while len(self._foreign) > 1 and self._foreign[0][0] <= since:
+            self._foreign.popleft()
+        return max(count for _, count in self._foreign)
+
+    def _rules(self, now: float) -> list[Rule]:
+        pad = self.pad
+        self._recover(now)
+        rules: list[Rule] = [(b.ceiling, b.told.seconds + pad, self._sends) for b in self._budgets]
+        server = self._server_window(now)
+        if server is not None:
+            rules.append((server.limit, server.seconds + pad, self._sends))
+        return rules
+
+    def _recover(self, now: float) -> None:
+        """Probe back up: a cut ceiling grows by one per RECOVER_WINDOWS quiet window lengths."""
+        for b in self._budgets:
+            # Only a ceiling the server has taken rises: one step above it is in doubt.
+            if b.cut_at is None or b.ceiling >= b.told.limit or b.probing:
+                continue
+            if now - b.cut_at >= max(RECOVER_WINDOWS * b.told.seconds, RECOVER_MIN_SECONDS):
+                b.ceiling += 1
+                b.cut_at = now
+
+    def _probe_horizon(self) -> float:
+        return max(b.told.seconds for b in self._budgets) + self.pad
+
+    def _probes_full(self, now: float) -> bool:
+        """Whether PROBES probes are unanswered; one lost for a whole window no longer counts."""
+        if self._probes:
+            horizon = now - self._probe_horizon() + _EARLY_OK
+            self._probes = [p for p in self._probes if p > horizon]
+        return len(self._probes) >= PROBES
+
+    def _is_probe(self, now: float) -> bool:
+        """A request above what the server took, or sent on a stale Remaining, probes."""
+        if self._server is not None and now - self._seen_at > STALE_SHARE * self._server.seconds:
+            return True
+        pad = self.pad
+        return any(
+            b.probing and inside(self._sends, now - b.told.seconds - pad, math.inf) >= b.safe
+            for b in self._budgets
+        )
+
+    # -- acquiring ----------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        """Wait, first come first served, until a request fits every window; then log it.
+
+        Cancelling a waiter logs nothing and lets the next waiter in.
+        """
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+            self._changed = asyncio.Event()
+        async with self._lock:
+            while True:
+                assert self._changed is not None
+                self._changed.clear()
+                now = self._clock()
+                at = max(self._resume_at, earliest(self._rules(now), now))
+                if at <= now + _EARLY_OK:
+                    if not (self._is_probe(now) and self._probes_full(now)):
+                        break
+                    at = self._probes[0] + self._probe_horizon()  # or an answer, sooner
+                await self._nap(at - now, self._changed)
+            if self._is_probe(now):
+                self._probes.append(now)
+                self._probes_sent += 1
+            self._sends.append(now)
+            self._acquired += 1
+            if len(self._sends) >= self._prune_at:
+                self._prune(now)
+
+    async def _nap(self, seconds: float, changed: asyncio.Event) -> None:
+        """Sleep `seconds`, or less if the limits loosen meanwhile (so we never oversleep)."""
+        sleeper = asyncio.ensure_future(self._sleep(seconds))
+        waker = asyncio.ensure_future(changed.wait())
+        try:
+            await asyncio.wait((sleeper, waker), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeper.cancel()
+            waker.cancel()
+            await asyncio.wait((sleeper, waker))
+
+    def _wake(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+
+    def _horizon(self, now: float) -> float:
+        """Sends before this no window can see (with the widest pad and a late answer)."""
+        longest = max(b.told.seconds for b in self._budgets)
+        if self._server is not None:
+            longest = max(longest, self._server.seconds)
+        wide = self._margin + self._latencies.spread
+        return now - (longest + wide + self._latencies.longest + 1.0)
+
+    def _prune(self, now: float) -> None:
+        """Forget sends no window can see; run when the log doubled, so O(1) amortised."""
+        horizon = self._horizon(now)
+        for log in (self._sends, self._refused):
+            del log[: bisect_left(log, horizon)]
+        self._prune_at = max(_PRUNE_FIRST, 2 * len(self._sends))
+
+    def min_duration(self, n: int) -> float:
+        """Seconds from now until the last of n more requests may be sent, at the earliest."""
+        if n <= 0:
+            return 0.0
+        now = self._clock()
+        times = schedule(self._rules(now), n, max(now, self._resume_at))
+        return times[-1] - now
+
+    # -- an earlier run's sends -----------------------------------------------------------
+
+    def seed(self, sends: Iterable[tuple[float, bool]]) -> None:
+        """Sends made before this limiter existed, as (clock time, refused): they still count."""
+        taken = []
+        for at, refused in sends:
+            if math.isfinite(at):
+                insort(self._sends, at)
+                if refused:
+                    insort(self._refused, at)
+                else:
+                    taken.append(at)
+        for at in taken:  # what the server took then is evidence now (the limits are per IP)
+            self._prove(at)
+        self._wake()
+
+    def history(self) -> list[tuple[float, bool]]:
+        """Our sends some window can still see, as (clock time, refused), oldest first."""
+        horizon = self._horizon(self._clock())
+        refused = set(self._refused)
+        return [(at, at in refused) for at in self._sends if at > horizon]
+
+    # -- feedback -----------------------------------------------------------------------
+
+    def record_latency(self, seconds: float) -> None:
+        """Learn one send->response time; its spread sets the safety pad."""
+        self._answered = None
+        if not (seconds >= 0 and math.isfinite(seconds)):
+            return
+        self._latencies.add(seconds)
+        # The send was logged just before the latency clock started: the last one before it.
+        estimate = self._clock() - seconds
+        i = bisect_right(self._sends, estimate + _SAME_SEND) - 1
+        self._answered = self._sends[i] if i >= 0 else None
+
+    def observe(self, headers: Mapping[str, str]) -> None:
+        """Learn the server's window and the budget others use from X-Ratelimit-* headers."""
+        found = {k.lower(): v for k, v in headers.items() if k[:12].lower() == "x-ratelimit-"}
+        limit = _number(found.get("x-ratelimit-limit"))
+        interval = _number(found.get("x-ratelimit-interval"))
+        if limit is None or interval is None or limit < 1 or interval <= 0:
+            return
+        before = self.windows
+        self._server = Window(int(limit), interval)
+        remaining = _number(found.get("x-ratelimit-remaining"))
+        if remaining is not None and self._answered is not None:
+            used = int(limit) - max(0, int(remaining))
+            self._note_foreign(used, interval, self._answered)
+            self._seen_at = self._clock()
+        if self.windows != before:
+            self._wake()
+
+    def _note_foreign(self, used: int, interval: float, sent: float) -> None:
+        # What the server counted, less ours in its interval up to the answered request.
+        ours = inside(self._sends, sent - interval, sent + _SAME_SEND)
+        ours -= inside(self._refused, sent - interval, sent + _SAME_SEND)
+        self._foreign.append((self._clock(), max(0, used - ours)))
+
+    def on_throttled(self, retry_after: float | None) -> None:
+        """A 429: find the window that refused it and wait until it has drained."""
+        now = self._clock()
+        self._throttled += 1
+        sent, self._answered = self._answered, None
+        if retry_after is not None and retry_after >= 0 and math.isfinite(retry_after):
+            resume: float | None = now + retry_after
+        else:
+            resume = None
+        if sent is None:
+            resume = resume if resume is not None else self._fullest_frees(now)
+        else:
+            probe = self._resolve_probe(sent)
+            insort(self._refused, sent)
+            drained = self._blame(sent, now, probe=probe)
+            resume = resume if resume is not None else drained
+        if resume is not None and resume > self._resume_at:
+            self._paused += resume - max(self._resume_at, now)
+            self._resume_at = resume
+        self._wake()
+
+    def _resolve_probe(self, sent: float) -> bool:
+        i = bisect_left(self._probes, sent - _SAME_SEND)
+        if i < len(self._probes) and self._probes[i] <= sent + _SAME_SEND:
+            del self._probes[i]
+            return True
+        return False
+
+    def _blame(self, sent: float, now: float, *, probe: bool) -> float | None:
+        """Change what we send after the 429 of the request sent at `sent`.
+
+        Returns when to resume if our logs cannot say it (someone else's burst), else None:
+        the logs, the refused request included, hold every waiter back as long as needed.
+        """
+        if sent <= self._reacted_at:
+            return None  # sent before we reacted to this episode: already explained
+        self._reacted_at = now
+        server = self._server_window(now)
+        if server is not None:
+            ours = between(self._sends, sent - server.seconds, sent)
+            if ours >= server.limit - 1:
+                return None  # the average window, foreign load included, was full
+        counts = [between(self._sends, sent - b.told.seconds, sent) for b in self._budgets]
+        wide = self._margin + self._latencies.spread
+        # At its limit: the widest jitter could have put one more of ours in the server's window.
+        full = [
+            between(self._sends, sent - b.told.seconds - wide, sent) >= b.ceiling - 1
+            for b in self._budgets
+        ]
+        suspects = [
+            (not at_limit, count / b.ceiling, i)
+            for i, (b, count, at_limit) in enumerate(zip(self._budgets, counts, full, strict=True))
+            if max(1, b.proven) <= count < b.ceiling
+        ]
+        if not (probe or self._wide) and any(full) and not any(c for c, _, _ in suspects):
+            self._wide = True  # no window well below its limit could have refused: the pad
+            return None
+        if suspects:
+            _, _, i = max(suspects)
+            self._cut(self._budgets[i], counts[i], now)
+            return None
+        # Every window had room by what the server accepted before: foreign load.
+        b, count = self._budgets[self._longest], counts[self._longest]
+        if TRANSIENT_SHARE * b.ceiling <= count < b.ceiling:
+            self._cut(b, count, now)
+            return None
+        return now + b.told.seconds + self.pad
+
+    def _cut(self, b: _Budget, count: int, now: float) -> None:
+        b.ceiling = max(1, min(b.ceiling, count))
+        b.proven = min(b.proven, b.ceiling)
+        b.cut_at = now
+        self._learned += 1
+        b.free = b.ceiling
+
+    def _fullest_frees(self, now: float) -> float:
+        """When the window nearest its limit frees one slot (the shortest window if all empty)."""
+        best: tuple[float, float] | None = None
+        for limit, span, sends in self._rules(now):
+            first = bisect_right(sends, now - span)
+            held = len(sends) - first
+            if held:
+                load = held / limit
+                if best is None or load > best[0]:
+                    best = (load, sends[first] + span)
+        if best is None:
+            return now + min(w.seconds for w in self.windows) + self.pad
+        return best[1]
+
+    def on_accepted(self) -> None:
+        """A request got through: everything sent in the span before it (not refused) fit."""
+        sent, self._answered = self._answered, None
+        if sent is None:
+            return
+        self._prove(sent)
+        if self._resolve_probe(sent):
+            self._wake()
+
+    def _prove(self, sent: float) -> None:
+        for b in self._budgets:
+            taken = inside(self._sends, sent - b.told.seconds, sent + _SAME_SEND)
+            taken -= inside(self._refused, sent - b.told.seconds, sent + _SAME_SEND)
+            b.proven = max(b.proven, min(taken, b.ceiling))
