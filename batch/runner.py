@@ -49,6 +49,7 @@ from batch.report import (
     write_summary_json,
 )
 from batch.rows import InputRow, ReportRow, RowStatus
+from batch.sendlog import HostSendLog
 from batch.shutdown import Shutdown
 
 log = logging.getLogger(__name__)
@@ -240,6 +241,9 @@ async def _send_all(
     await journal.read(partial(Journal.bind, api_host=api_config.api_host, environment=environment))
     total_rows = input_file.count()
     progress.start(total_rows)
+    # The windows are per IP: start from what this machine sent the host lately.
+    sends = HostSendLog.for_host(api_config.api_host, clock=clock, wall=wall)
+    limiter.seed(sends.load())
     with Shutdown() as shutdown:
         job = PaymentRun(
             run_id=run_id,
@@ -255,7 +259,13 @@ async def _send_all(
             wall=wall,
             total_rows=total_rows,
         )
-        await job.execute()
+        keeper = asyncio.create_task(sends.keep(limiter.history))
+        try:
+            await job.execute()
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            sends.save(limiter.history())
     requests = {**api.requests, "token_requests": conn.provider.refreshes}
     if job.crashed is not None:
         # A bug, logged with its traceback; the journal is consistent, so the report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,19 @@ import pytest
 from batch.sandbox import SandboxConfig, SandboxServer
 
 SandboxFactory = Callable[..., SandboxServer]
+
+
+@pytest.fixture(autouse=True)
+def paybatch_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test's data directory (the send log) is its own, never the user's.
+
+    Subprocesses inherit it through the environment.
+    """
+    home = tmp_path_factory.mktemp("paybatch-home")
+    monkeypatch.setenv("PAYBATCH_HOME", str(home))
+    return home
 
 
 @pytest.fixture
