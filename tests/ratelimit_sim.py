@@ -224,8 +224,8 @@ def headers(limit: object, interval: object, remaining: object | None = None) ->
     return found
 
 
-def known(limiter: RateLimiter) -> RateLimiter:
-    """Trust the told limits in full: nothing is a probe (the evidence is still none)."""
+def doubted(limiter: RateLimiter) -> RateLimiter:
+    """As after a wrong told limit: every request above what the server took is a probe."""
     for budget in limiter._budgets:
-        budget.free = budget.ceiling
+        budget.free = 0
     return limiter

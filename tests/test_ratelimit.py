@@ -8,7 +8,7 @@ import random
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ratelimit_sim import VirtualClock, drive, headers, known, overruns, run_virtual
+from ratelimit_sim import VirtualClock, doubted, drive, headers, overruns, run_virtual
 
 from batch.errors import UsageError
 from batch.ratelimit import (
@@ -124,7 +124,7 @@ def test_acquire_matches_greedy_schedule_exactly() -> None:
         await asyncio.sleep(seconds)
 
     windows = [Window(3, 1.0), Window(5, 4.0)]
-    limiter = known(RateLimiter(windows, clock=clock, sleep=counting_sleep, margin=0.0))
+    limiter = RateLimiter(windows, clock=clock, sleep=counting_sleep, margin=0.0)
     sends, _ = drive(limiter, clock, 20, workers=8, latency=lambda: 0.01)
     assert sends == pytest.approx(greedy_schedule(windows, 20), abs=1e-9)
     # One nap per distinct future slot: no busy loop, no oversleeping.
@@ -185,7 +185,7 @@ def test_cancelled_waiters_take_no_slot() -> None:
 
 def test_waiter_wakes_early_when_a_probe_is_answered() -> None:
     clock = VirtualClock()
-    limiter = RateLimiter([Window(50, 1.0), Window(200, 10.0)], clock=clock, margin=0.0)
+    limiter = doubted(RateLimiter([Window(50, 1.0), Window(200, 10.0)], clock=clock, margin=0.0))
     got: list[float] = []
 
     async def main() -> None:
@@ -281,7 +281,7 @@ def test_utilisation_close_to_greedy_minimum() -> None:
     windows = default_windows("test")
     rng = random.Random(7)
     clock = VirtualClock()
-    limiter = known(RateLimiter(windows, clock=clock))
+    limiter = RateLimiter(windows, clock=clock)
     limiter.record_latency(0.2)
     limiter.record_latency(0.4)
     n = 300

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from ratelimit_sim import VirtualClock, headers, known, run_virtual
+from ratelimit_sim import VirtualClock, doubted, headers, run_virtual
 
 from batch.ratelimit import RateLimiter, Window, default_windows
 from batch.ratelimit._limiter import PROBES, RECOVER_MIN_SECONDS
@@ -101,7 +101,7 @@ def test_without_retry_after_waits_for_the_fullest_window() -> None:
 
 def test_a_429_with_none_of_ours_in_the_window_waits_for_it_to_drain() -> None:
     clock = VirtualClock()
-    limiter = known(RateLimiter([Window(25, 1.0), Window(100, 6.0)], clock=clock, margin=0.0))
+    limiter = RateLimiter([Window(25, 1.0), Window(100, 6.0)], clock=clock, margin=0.0)
     sent_at(limiter, clock, [0.0])
     clock.now = 0.01
     answer(limiter, clock, 0.0, refused=True)  # another tool's burst filled the windows
@@ -115,7 +115,7 @@ def test_a_429_with_none_of_ours_in_the_window_waits_for_it_to_drain() -> None:
 
 def test_a_429_well_below_our_limit_is_learned_under_either_counting_rule() -> None:
     clock = VirtualClock()
-    limiter = known(RateLimiter([Window(10, 1.0), Window(40, 10.0)], clock=clock, margin=0.0))
+    limiter = RateLimiter([Window(10, 1.0), Window(40, 10.0)], clock=clock, margin=0.0)
     sends = [0.0, 0.01, 0.02, 0.03, 0.04, 0.05]
     sent_at(limiter, clock, sends)
     clock.now = 0.06
@@ -132,7 +132,7 @@ def test_a_429_well_below_our_limit_is_learned_under_either_counting_rule() -> N
 
 def test_a_cut_ceiling_probes_back_up_slowly_and_only_once_taken() -> None:
     clock = VirtualClock()
-    limiter = known(RateLimiter([Window(10, 1.0)], clock=clock, margin=0.0))
+    limiter = RateLimiter([Window(10, 1.0)], clock=clock, margin=0.0)
     sends = [0.0, 0.01, 0.02, 0.03, 0.04]
     sent_at(limiter, clock, sends)
     clock.now = 0.05
@@ -161,7 +161,7 @@ def test_a_cut_ceiling_probes_back_up_slowly_and_only_once_taken() -> None:
 
 def test_a_failed_probe_puts_the_ceiling_back() -> None:
     clock = VirtualClock()
-    limiter = known(RateLimiter([Window(10, 1.0)], clock=clock, margin=0.0))
+    limiter = RateLimiter([Window(10, 1.0)], clock=clock, margin=0.0)
     sent_at(limiter, clock, [0.0, 0.01, 0.02, 0.03, 0.04])
     clock.now = 0.05
     for at in (0.0, 0.01, 0.02, 0.03):
@@ -179,9 +179,9 @@ def test_a_failed_probe_puts_the_ceiling_back() -> None:
 
 def test_above_what_the_server_took_requests_go_as_probes() -> None:
     clock = VirtualClock()
-    limiter = RateLimiter([Window(50, 1.0)], clock=clock, margin=0.0)
+    limiter = doubted(RateLimiter([Window(50, 1.0)], clock=clock, margin=0.0))
     sent_at(limiter, clock, [i * 0.001 for i in range(PROBES)])
-    assert limiter.stats.probes == PROBES  # nothing taken yet: every one probes
+    assert limiter.stats.probes == PROBES  # nothing taken yet, nothing trusted: all probe
     clock.now = 0.1
     for i in range(PROBES):
         answer(limiter, clock, i * 0.001, refused=False)  # the server took PROBES in 1 s
@@ -191,7 +191,7 @@ def test_above_what_the_server_took_requests_go_as_probes() -> None:
 
 def test_a_seeded_history_is_evidence_too() -> None:
     clock = VirtualClock(10.0)
-    limiter = RateLimiter([Window(25, 1.0)], clock=clock, margin=0.0)
+    limiter = doubted(RateLimiter([Window(25, 1.0)], clock=clock, margin=0.0))
     limiter.seed([(8.0 + i * 0.01, False) for i in range(20)] + [(8.5, True)])
     sent_at(limiter, clock, [10.0 + i * 0.001 for i in range(21)])
     assert limiter.stats.probes == 1  # the server took 20 in a second before, not 21
@@ -199,7 +199,7 @@ def test_a_seeded_history_is_evidence_too() -> None:
 
 def test_an_unexplained_429_cuts_the_average_window_to_our_share() -> None:
     clock = VirtualClock()
-    limiter = known(RateLimiter([Window(25, 1.0), Window(100, 6.0)], clock=clock, margin=0.0))
+    limiter = RateLimiter([Window(25, 1.0), Window(100, 6.0)], clock=clock, margin=0.0)
     # 80 accepted over 4 s, then one refused with 60 of ours in 6 s: someone else took 40.
     traffic(limiter, clock, [i * 0.05 for i in range(80)])
     traffic(limiter, clock, [10.0 + i * 0.05 for i in range(60)])
@@ -216,7 +216,7 @@ def _refuse(limiter: RateLimiter, clock: VirtualClock, sent: float, retry_after:
 
 def test_a_429_at_our_own_limit_widens_the_pad_before_anything_else() -> None:
     clock = VirtualClock()
-    limiter = known(RateLimiter([Window(4, 1.0)], clock=clock, margin=0.01))
+    limiter = RateLimiter([Window(4, 1.0)], clock=clock, margin=0.01)
     limiter.record_latency(0.1)
     limiter.record_latency(0.3)
     assert limiter.pad == pytest.approx(0.11)
@@ -318,7 +318,7 @@ def test_remaining_that_matches_our_count_changes_nothing() -> None:
 
 def test_the_servers_window_full_with_foreign_load_is_not_learned() -> None:
     clock = VirtualClock()
-    limiter = known(RateLimiter([Window(25, 1.0), Window(100, 6.0)], clock=clock, margin=0.0))
+    limiter = RateLimiter([Window(25, 1.0), Window(100, 6.0)], clock=clock, margin=0.0)
     sends = [i * 0.1 for i in range(40)]
     sent_at(limiter, clock, sends)
     clock.now = 4.0

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from ratelimit_sim import VirtualClock, headers, known, run_virtual
+from ratelimit_sim import VirtualClock, headers, run_virtual
 
 from batch.ratelimit import RateLimiter, Window
 
 
 def test_a_429_cuts_the_configured_window_but_not_the_servers() -> None:
     clock = VirtualClock()
-    limiter = known(RateLimiter([Window(50, 1.0)], clock=clock, margin=0.0))
+    limiter = RateLimiter([Window(50, 1.0)], clock=clock, margin=0.0)
 
     async def five() -> None:
         for i in range(5):

@@ -146,7 +146,7 @@ class RateLimiter:
             raise ValueError("a rate limiter needs at least one window")
         if margin < 0 or not math.isfinite(margin):
             raise ValueError("margin must be a finite number >= 0")
-        self._budgets = [_Budget(w, w.limit, 0) for w in windows]
+        self._budgets = [_Budget(w, w.limit, w.limit) for w in windows]
         self._longest = max(range(len(self._budgets)), key=lambda i: windows[i].seconds)
         self._clock = clock
         self._sleep = sleep
@@ -217,7 +217,9 @@ class RateLimiter:
         since = now - self._server.seconds
         while len(self._foreign) > 1 and self._foreign[0][0] <= since:
             self._foreign.popleft()
-        return max(count for _, count in self._foreign)
+        load = max(count for _, count in self._foreign)
+        # Answers overtake each other on their way in: a few "foreign" are our own.
+        return load if load >= max(3, self._server.limit // 20) else 0
 
     def _rules(self, now: float) -> list[Rule]:
         pad = self.pad
@@ -250,8 +252,10 @@ class RateLimiter:
 
     def _is_probe(self, now: float) -> bool:
         """A request above what the server took, or sent on a stale Remaining, probes."""
-        if self._server is not None and now - self._seen_at > STALE_SHARE * self._server.seconds:
-            return True
+        server = self._server
+        stale = server is not None and now - self._seen_at > STALE_SHARE * server.seconds
+        if stale and self._foreign_load(now):
+            return True  # another integration is spending the budget: maybe more since
         pad = self.pad
         return any(
             b.probing and inside(self._sends, now - b.told.seconds - pad, math.inf) >= b.safe
@@ -456,7 +460,9 @@ class RateLimiter:
         b.proven = min(b.proven, b.ceiling)
         b.cut_at = now
         self._learned += 1
-        b.free = b.ceiling
+        for other in self._budgets:
+            # A told limit was wrong: from now on, above what the server took is a probe.
+            other.free = min(other.free, other.proven)
 
     def _fullest_frees(self, now: float) -> float:
         """When the window nearest its limit frees one slot (the shortest window if all empty)."""
