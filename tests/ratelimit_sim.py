@@ -226,6 +226,6 @@ def headers(limit: object, interval: object, remaining: object | None = None) ->
 
 def doubted(limiter: RateLimiter) -> RateLimiter:
     """As after a wrong told limit: every request above what the server took is a probe."""
-    for budget in limiter._budgets:
+    for budget in limiter._budgets.items:
         budget.free = 0
     return limiter

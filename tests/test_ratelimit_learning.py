@@ -8,7 +8,8 @@ import pytest
 from ratelimit_sim import VirtualClock, doubted, headers, run_virtual
 
 from batch.ratelimit import RateLimiter, Window, default_windows
-from batch.ratelimit._limiter import PROBES, RECOVER_MIN_SECONDS
+from batch.ratelimit._evidence import RECOVER_MIN_SECONDS
+from batch.ratelimit._limiter import PROBES
 
 pytestmark = pytest.mark.timeout(30)
 

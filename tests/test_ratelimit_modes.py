@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ratelimit_sim import SimServer, VirtualClock, overruns, serve
 
 from batch.ratelimit import RateLimiter, Window, greedy_schedule
-from batch.ratelimit._limiter import RECOVER_MIN_SECONDS
+from batch.ratelimit._evidence import RECOVER_MIN_SECONDS
 from batch.ratelimit._windows import schedule
 
 pytestmark = pytest.mark.timeout(60)

@@ -10,31 +10,15 @@ acquisition, refused ones included: whether the server counts a refused request 
 unconfirmed, so we always count it, and a window that refused us drains only once the
 refusals have left it too.
 
-What each window allows (`_Budget`)
------------------------------------
-- `ceiling`: the most of our requests in one window. It starts at the told limit
-  (`--rate-limit`, or the documented defaults): told limits are known, so no slow start.
-- `proven`: the most the server accepted in one window: at an accepted request, our
-  earlier sends in the span before it that were not refused. That many fit under both
-  counting rules (a server that counts refusals counted at least those).
-- A 429 gives an upper bound that also holds under both rules: the window had at most
-  `count` of ours before the refused one, refused ones included. A cut sets the ceiling
-  there, but only for a window that could have refused (count >= proven), the fullest
-  one; refusals of requests sent before the last reaction are the same episode.
-- After a cut, the ceiling grows back by one per RECOVER_WINDOWS window lengths, and only
-  once the server took the last step. A request above both `proven` and `free` is a probe;
-  at most PROBES are in flight, and a failed one puts the ceiling back. `free` is the told
-  limit until some window's ceiling is cut: a wrong told limit makes every one doubtful.
-
-Other traffic on the same IP
-----------------------------
-With X-Ratelimit-* headers, Remaining is the truth for the average window: at the answered
-request, what the server counted minus what we sent in its interval is foreign load, and
-the server's window is enforced at Limit minus the largest foreign load seen over the last
-interval. Without headers, a 429 that no window of ours explains (every count below what
-was proven) is foreign load on the longest (average) window: its ceiling is cut to our
-count there, or, when we had less than half of it, the window is left to drain (another
-tool's burst, not a steady neighbour).
+Learning
+--------
+Every answer feeds `_evidence`: an accepted request proves what the server took, a 429
+cuts the window that could have refused it (or says the pad, or someone else's burst, is
+to blame), and X-Ratelimit-Remaining measures other traffic on the same IP. Requests
+above what the server took, and any request sent on a stale Remaining while others spend
+the budget, are probes: at most PROBES are in flight, so a wrong limit costs a few 429s,
+not a burst of them. Pauses come from Retry-After when the server sends it; otherwise
+the logs, refused requests included, hold every waiter back until the window drained.
 """
 
 from __future__ import annotations
@@ -43,10 +27,10 @@ import asyncio
 import math
 import time
 from bisect import bisect_left, bisect_right, insort
-from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from batch.ratelimit._evidence import SAME_SEND, Budgets, ForeignLoad
 from batch.ratelimit._windows import (
     Latencies,
     Rule,
@@ -67,18 +51,9 @@ PROBES = 6
 # Foreign load read from Remaining is this share of the interval old: refresh it with probes
 # before a burst (another integration may have spent more meanwhile).
 STALE_SHARE = 0.1
-# A cut window probes one request higher after this many of its lengths without a 429.
-RECOVER_WINDOWS = 4
-RECOVER_MIN_SECONDS = 10.0
-# A 429 unexplained by our windows, with less than this share of the average window ours:
-# another tool's burst. The window is left to drain instead of being cut.
-TRANSIENT_SHARE = 0.5
 # A slot this close is taken now: event loops may wake a clock tick early, and the pad
 # is orders of magnitude larger.
 _EARLY_OK = 1e-6
-# A latency's send-time estimate lands a few microseconds after the logged send; no other
-# send can be logged in between (nothing awaits there), and clock ties are the same send.
-_SAME_SEND = 1e-7
 # Logs are pruned when they reach this length, then whenever they double.
 _PRUNE_FIRST = 1024
 
@@ -92,27 +67,6 @@ class LimiterStats:
     paused_seconds: float
     learned: int = 0  # ceilings cut to what a 429 showed
     probes: int = 0  # requests sent above what the server had accepted
-
-
-@dataclass(slots=True)
-class _Budget:
-    """One configured window: what we may send in it, and what the server showed."""
-
-    told: Window
-    ceiling: int
-    free: int  # up to here no probing: the told limit, or where the last cut put the ceiling
-    proven: int = 0
-    cut_at: float | None = None
-
-    @property
-    def probing(self) -> bool:
-        """The ceiling is above everything known to be safe: the next request there probes."""
-        return self.ceiling > max(self.free, self.proven)
-
-    @property
-    def safe(self) -> int:
-        """Requests in one window known to be taken: no probe below this."""
-        return min(self.ceiling, max(self.free, self.proven))
 
 
 def _number(value: str | None) -> float | None:
@@ -146,13 +100,12 @@ class RateLimiter:
             raise ValueError("a rate limiter needs at least one window")
         if margin < 0 or not math.isfinite(margin):
             raise ValueError("margin must be a finite number >= 0")
-        self._budgets = [_Budget(w, w.limit, w.limit) for w in windows]
-        self._longest = max(range(len(self._budgets)), key=lambda i: windows[i].seconds)
+        self._budgets = Budgets(windows)
         self._clock = clock
         self._sleep = sleep
         self._margin = margin
         self._server: Window | None = None  # as the headers state it
-        self._foreign: deque[tuple[float, int]] = deque()  # (seen at, foreign count)
+        self._foreign = ForeignLoad()
         self._sends: list[float] = []  # ours, sorted, refused ones included
         self._refused: list[float] = []  # send times of our 429s, sorted
         self._probes: list[float] = []  # send times of probes not answered yet
@@ -166,7 +119,6 @@ class RateLimiter:
         self._acquired = 0
         self._throttled = 0
         self._paused = 0.0
-        self._learned = 0
         self._probes_sent = 0
         # Created lazily so the limiter can be built outside the loop that uses it.
         self._lock: asyncio.Lock | None = None
@@ -177,7 +129,7 @@ class RateLimiter:
     @property
     def windows(self) -> tuple[Window, ...]:
         """The ceilings in force, tightened or joined by the server's window (less foreign load)."""
-        found = [Window(b.ceiling, b.told.seconds) for b in self._budgets]
+        found = [Window(b.ceiling, b.told.seconds) for b in self._budgets.items]
         server = self._server_window(self._clock())
         if server is not None and server.limit < implied_limit(found, server.seconds):
             same = [i for i, w in enumerate(found) if w.seconds == server.seconds]
@@ -200,7 +152,7 @@ class RateLimiter:
             self._acquired,
             self._throttled,
             self._paused,
-            self._learned,
+            self._budgets.learned,
             self._probes_sent,
         )
 
@@ -211,37 +163,21 @@ class RateLimiter:
         return Window(max(1, self._server.limit - foreign), self._server.seconds)
 
     def _foreign_load(self, now: float) -> int:
-        """The largest foreign count seen over the last interval (the latest, if older)."""
-        if self._server is None or not self._foreign:
-            return 0
-        since = now - self._server.seconds
-        while len(self._foreign) > 1 and self._foreign[0][0] <= since:
-            self._foreign.popleft()
-        load = max(count for _, count in self._foreign)
-        # Answers overtake each other on their way in: a few "foreign" are our own.
-        return load if load >= max(3, self._server.limit // 20) else 0
+        return 0 if self._server is None else self._foreign.load(now, self._server)
 
     def _rules(self, now: float) -> list[Rule]:
         pad = self.pad
-        self._recover(now)
-        rules: list[Rule] = [(b.ceiling, b.told.seconds + pad, self._sends) for b in self._budgets]
+        self._budgets.recover(now)
+        rules: list[Rule] = [
+            (b.ceiling, b.told.seconds + pad, self._sends) for b in self._budgets.items
+        ]
         server = self._server_window(now)
         if server is not None:
             rules.append((server.limit, server.seconds + pad, self._sends))
         return rules
 
-    def _recover(self, now: float) -> None:
-        """Probe back up: a cut ceiling grows by one per RECOVER_WINDOWS quiet window lengths."""
-        for b in self._budgets:
-            # Only a ceiling the server has taken rises: one step above it is in doubt.
-            if b.cut_at is None or b.ceiling >= b.told.limit or b.probing:
-                continue
-            if now - b.cut_at >= max(RECOVER_WINDOWS * b.told.seconds, RECOVER_MIN_SECONDS):
-                b.ceiling += 1
-                b.cut_at = now
-
     def _probe_horizon(self) -> float:
-        return max(b.told.seconds for b in self._budgets) + self.pad
+        return max(b.told.seconds for b in self._budgets.items) + self.pad
 
     def _probes_full(self, now: float) -> bool:
         """Whether PROBES probes are unanswered; one lost for a whole window no longer counts."""
@@ -256,11 +192,7 @@ class RateLimiter:
         stale = server is not None and now - self._seen_at > STALE_SHARE * server.seconds
         if stale and self._foreign_load(now):
             return True  # another integration is spending the budget: maybe more since
-        pad = self.pad
-        return any(
-            b.probing and inside(self._sends, now - b.told.seconds - pad, math.inf) >= b.safe
-            for b in self._budgets
-        )
+        return self._budgets.probes(self._sends, now, self.pad)
 
     # -- acquiring ----------------------------------------------------------------------
 
@@ -308,7 +240,7 @@ class RateLimiter:
 
     def _horizon(self, now: float) -> float:
         """Sends before this no window can see (with the widest pad and a late answer)."""
-        longest = max(b.told.seconds for b in self._budgets)
+        longest = max(b.told.seconds for b in self._budgets.items)
         if self._server is not None:
             longest = max(longest, self._server.seconds)
         wide = self._margin + self._latencies.spread
@@ -342,7 +274,7 @@ class RateLimiter:
                 else:
                     taken.append(at)
         for at in taken:  # what the server took then is evidence now (the limits are per IP)
-            self._prove(at)
+            self._budgets.prove(self._sends, self._refused, at)
         self._wake()
 
     def history(self) -> list[tuple[float, bool]]:
@@ -361,7 +293,7 @@ class RateLimiter:
         self._latencies.add(seconds)
         # The send was logged just before the latency clock started: the last one before it.
         estimate = self._clock() - seconds
-        i = bisect_right(self._sends, estimate + _SAME_SEND) - 1
+        i = bisect_right(self._sends, estimate + SAME_SEND) - 1
         self._answered = self._sends[i] if i >= 0 else None
 
     def observe(self, headers: Mapping[str, str]) -> None:
@@ -383,9 +315,9 @@ class RateLimiter:
 
     def _note_foreign(self, used: int, interval: float, sent: float) -> None:
         # What the server counted, less ours in its interval up to the answered request.
-        ours = inside(self._sends, sent - interval, sent + _SAME_SEND)
-        ours -= inside(self._refused, sent - interval, sent + _SAME_SEND)
-        self._foreign.append((self._clock(), max(0, used - ours)))
+        ours = inside(self._sends, sent - interval, sent + SAME_SEND)
+        ours -= inside(self._refused, sent - interval, sent + SAME_SEND)
+        self._foreign.note(self._clock(), used, ours)
 
     def on_throttled(self, retry_after: float | None) -> None:
         """A 429: find the window that refused it and wait until it has drained."""
@@ -409,8 +341,8 @@ class RateLimiter:
         self._wake()
 
     def _resolve_probe(self, sent: float) -> bool:
-        i = bisect_left(self._probes, sent - _SAME_SEND)
-        if i < len(self._probes) and self._probes[i] <= sent + _SAME_SEND:
+        i = bisect_left(self._probes, sent - SAME_SEND)
+        if i < len(self._probes) and self._probes[i] <= sent + SAME_SEND:
             del self._probes[i]
             return True
         return False
@@ -429,40 +361,15 @@ class RateLimiter:
             ours = between(self._sends, sent - server.seconds, sent)
             if ours >= server.limit - 1:
                 return None  # the average window, foreign load included, was full
-        counts = [between(self._sends, sent - b.told.seconds, sent) for b in self._budgets]
         wide = self._margin + self._latencies.spread
-        # At its limit: the widest jitter could have put one more of ours in the server's window.
-        full = [
-            between(self._sends, sent - b.told.seconds - wide, sent) >= b.ceiling - 1
-            for b in self._budgets
-        ]
-        suspects = [
-            (not at_limit, count / b.ceiling, i)
-            for i, (b, count, at_limit) in enumerate(zip(self._budgets, counts, full, strict=True))
-            if max(1, b.proven) <= count < b.ceiling
-        ]
-        if not (probe or self._wide) and any(full) and not any(c for c, _, _ in suspects):
-            self._wide = True  # no window well below its limit could have refused: the pad
-            return None
-        if suspects:
-            _, _, i = max(suspects)
-            self._cut(self._budgets[i], counts[i], now)
-            return None
-        # Every window had room by what the server accepted before: foreign load.
-        b, count = self._budgets[self._longest], counts[self._longest]
-        if TRANSIENT_SHARE * b.ceiling <= count < b.ceiling:
-            self._cut(b, count, now)
-            return None
-        return now + b.told.seconds + self.pad
-
-    def _cut(self, b: _Budget, count: int, now: float) -> None:
-        b.ceiling = max(1, min(b.ceiling, count))
-        b.proven = min(b.proven, b.ceiling)
-        b.cut_at = now
-        self._learned += 1
-        for other in self._budgets:
-            # A told limit was wrong: from now on, above what the server took is a probe.
-            other.free = min(other.free, other.proven)
+        found = self._budgets.blame(
+            self._sends, sent, now, wide=wide, pad_suspect=not (probe or self._wide)
+        )
+        if found == "pad":
+            self._wide = True  # at our own limit, and nothing else explains it: the pad
+        elif found == "drain":
+            return now + self._budgets.longest.seconds + self.pad
+        return None
 
     def _fullest_frees(self, now: float) -> float:
         """When the window nearest its limit frees one slot (the shortest window if all empty)."""
@@ -483,12 +390,6 @@ class RateLimiter:
         sent, self._answered = self._answered, None
         if sent is None:
             return
-        self._prove(sent)
+        self._budgets.prove(self._sends, self._refused, sent)
         if self._resolve_probe(sent):
             self._wake()
-
-    def _prove(self, sent: float) -> None:
-        for b in self._budgets:
-            taken = inside(self._sends, sent - b.told.seconds, sent + _SAME_SEND)
-            taken -= inside(self._refused, sent - b.told.seconds, sent + _SAME_SEND)
-            b.proven = max(b.proven, min(taken, b.ceiling))
