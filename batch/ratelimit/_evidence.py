@@ -9,11 +9,13 @@ What each window allows (`Budget`)
   rules (a server that counts refusals counted at least those).
 - A 429 gives an upper bound that also holds under both rules: the window had at most
   `count` of ours before the refused one, refused ones included. A cut sets the ceiling
-  there, but only for a window that could have refused (count >= proven), the fullest
-  one; a window at its own limit suspects the pad first.
+  there, but only for a window that could have refused (count >= proven, and not the
+  average window when Remaining said it had room), the fullest one; a window at its own
+  limit suspects the pad first.
 - `free`: up to here requests need no evidence. It is the told limit until a 429 cuts
-  some ceiling (a told limit was wrong, so none is trusted), then what the server took.
-  A request above both `free` and `proven` is a probe (the limiter keeps few in flight).
+  some ceiling (a told limit was wrong, so none is trusted; but the window the headers
+  describe is), then what the server took. A request above both `free` and `proven` is a
+  probe (the limiter keeps few in flight).
 - After a cut, the ceiling grows back by one per RECOVER_WINDOWS window lengths, and only
   once the server took the last step: a failed probe is just another cut.
 
@@ -30,6 +32,7 @@ left to drain (another tool's burst, not a steady neighbour).
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -47,7 +50,9 @@ TRANSIENT_SHARE = 0.5
 # send can be logged in between (nothing awaits there), and clock ties are the same send.
 SAME_SEND = 1e-7
 
-Blame = Literal["cut", "pad", "drain"]
+Blame = Literal["cut", "pad", "drain", "none"]
+
+log = logging.getLogger("batch.ratelimit")
 
 
 @dataclass(slots=True)
@@ -104,12 +109,21 @@ class Budgets:
             b.proven = max(b.proven, min(taken, b.ceiling))
 
     def blame(
-        self, sends: Sequence[float], sent: float, now: float, *, wide: float, pad_suspect: bool
+        self,
+        sends: Sequence[float],
+        sent: float,
+        now: float,
+        *,
+        wide: float,
+        pad_suspect: bool,
+        stated: float | None = None,
     ) -> Blame:
         """Learn from the 429 of the request sent at `sent`: cut a ceiling, or say what else.
 
         "pad": a window was at its limit and none well below could have refused (only when
-        `pad_suspect`); "drain": someone else's burst filled the average window.
+        `pad_suspect`); "drain": someone else's burst filled the average window; "none":
+        nothing to learn. Windows `stated` seconds long are the server's advertised one, whose
+        Remaining said it had room: innocent, and never in doubt.
         """
         counts = [between(sends, sent - b.told.seconds, sent) for b in self.items]
         # At its limit: the widest jitter could have put one more of ours in the window.
@@ -119,18 +133,20 @@ class Budgets:
         suspects = [
             (not at_limit, count / b.ceiling, i)
             for i, (b, count, at_limit) in enumerate(zip(self.items, counts, full, strict=True))
-            if max(1, b.proven) <= count < b.ceiling
+            if max(1, b.proven) <= count < b.ceiling and b.told.seconds != stated
         ]
         if pad_suspect and any(full) and not any(clear for clear, _, _ in suspects):
             return "pad"
         if suspects:
             _, _, i = max(suspects)
-            self.cut(self.items[i], counts[i], now)
+            self.cut(self.items[i], counts[i], now, stated=stated)
             return "cut"
         # Every window had room by what the server took before: foreign load.
         b, count = self.items[self._longest], counts[self._longest]
+        if b.told.seconds == stated:
+            return "pad" if pad_suspect else "none"
         if TRANSIENT_SHARE * b.ceiling <= count < b.ceiling:
-            self.cut(b, count, now)
+            self.cut(b, count, now, stated=stated)
             return "cut"
         return "drain"
 
@@ -138,14 +154,17 @@ class Budgets:
     def longest(self) -> Window:
         return self.items[self._longest].told
 
-    def cut(self, b: Budget, count: int, now: float) -> None:
+    def cut(self, b: Budget, count: int, now: float, *, stated: float | None = None) -> None:
+        log.info("rate limit %s: a 429 with %d sent in the window", b.told, count)
         b.ceiling = max(1, min(b.ceiling, count))
         b.proven = min(b.proven, b.ceiling)
         b.cut_at = now
         self.learned += 1
         for other in self.items:
-            # A told limit was wrong: from now on, above what the server took is a probe.
-            other.free = min(other.free, other.proven)
+            # A told limit was wrong, so none is trusted: above what was taken is a probe.
+            # The server's advertised window is not in doubt: its Remaining says the truth.
+            if other is b or other.told.seconds != stated:
+                other.free = min(other.free, other.proven)
 
 
 class ForeignLoad:

@@ -357,13 +357,20 @@ class RateLimiter:
             return None  # sent before we reacted to this episode: already explained
         self._reacted_at = now
         server = self._server_window(now)
+        stated = None
         if server is not None:
             ours = between(self._sends, sent - server.seconds, sent)
             if ours >= server.limit - 1:
                 return None  # the average window, foreign load included, was full
+            stated = server.seconds
         wide = self._margin + self._latencies.spread
         found = self._budgets.blame(
-            self._sends, sent, now, wide=wide, pad_suspect=not (probe or self._wide)
+            self._sends,
+            sent,
+            now,
+            wide=wide,
+            pad_suspect=not (probe or self._wide),
+            stated=stated,
         )
         if found == "pad":
             self._wide = True  # at our own limit, and nothing else explains it: the pad
