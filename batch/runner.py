@@ -62,6 +62,7 @@ from batch.report import (
 )
 from batch.rows import InputRow, ReportRow, RowStatus
 from batch.run_context import Clock, Deadline, RunContext, Sleep
+from batch.sendlog import HostSendLog
 from batch.shutdown import Shutdown
 from batch.statefile import data_dir, locate
 from batch.tuning import MAX_WORKERS
@@ -352,6 +353,9 @@ async def _send_all(
     )
     total_rows = input_file.count()
     progress.start(total_rows)
+    # The windows are per IP: start from what this machine sent the host lately.
+    sends = HostSendLog.for_host(api_host, clock=clock, wall=wall)
+    limiter.seed(sends.load())
     with Shutdown(stop) as shutdown:
         job = RunContext(
             run_id=run_id,
@@ -368,10 +372,15 @@ async def _send_all(
             to_send=to_create,
             deadline=deadline,
         )
+        keeper = asyncio.create_task(sends.keep(limiter.history))
         try:
             await PaymentRun(job, input_file, fail_fast_hint=fail_fast_hint).execute()
         except InputFileError as exc:  # changed or broken mid-run; the report says so
             return _Sent(environment=environment, exit_code=exc.exit_code, message=str(exc))
+        finally:
+            keeper.cancel()
+            await asyncio.gather(keeper, return_exceptions=True)
+            sends.save(limiter.history())
     requests = {**api.requests, "token_requests": conn.provider.refreshes}
     if job.crashed is not None:
         # A bug, logged with its traceback; the journal is consistent, so the report

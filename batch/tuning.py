@@ -15,10 +15,13 @@ RETUNE_SECONDS = 0.05  # how often the in-flight target follows the latency esti
 
 
 def concurrency_for(rate_per_s: float, latency_s: float, *, floor: int = 1, cap: int = 64) -> int:
-    """Little's law: requests in flight = arrival rate x time in the system (rounded up)."""
-    if rate_per_s <= 0 or latency_s <= 0:
-        return floor
-    return max(floor, min(cap, math.ceil(rate_per_s * latency_s)))
+    """Requests to keep in flight so `rate_per_s` is sustained at `latency_s` (Little's law)."""
+    if floor < 1 or cap < floor:
+        raise ValueError("need 1 <= floor <= cap")
+    wanted = rate_per_s * latency_s
+    if not math.isfinite(wanted) or wanted <= 0:
+        return floor if math.isfinite(wanted) else cap
+    return max(floor, min(cap, math.ceil(wanted)))
 
 
 class Tuner:

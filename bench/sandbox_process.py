@@ -12,8 +12,6 @@ from typing import Any
 
 import httpx
 
-CREATE_PATH = "/api/external_payments"
-
 
 @dataclass(frozen=True)
 class Sandbox:
@@ -60,23 +58,35 @@ def sandbox(args: Sequence[str]) -> Iterator[Sandbox]:
 
 
 @dataclass(frozen=True)
-class Writes:
-    """What the server saw of the create requests of one case."""
+class Seen:
+    """What the server saw of one paybatch run: every request it made, at arrival."""
 
-    posts: int
-    accepted: int
+    first_at: float  # the run's first request of any kind (the token request, usually)
+    last_accepted_at: float  # its last accepted /api/ request
+    api_requests: int
     throttled: int
-    first_to_last: float  # seconds between the first and the last accepted arrival
-    first_at: float
-    last_at: float
+    accepted: list[tuple[float, str]]  # (arrival, endpoint) of each accepted /api/ request
+    counted: list[tuple[float, str]]  # what the windows counted: accepted, plus 429s if counted
+
+    @property
+    def span(self) -> float:
+        return self.last_accepted_at - self.first_at
 
 
-def writes(records: Sequence[dict[str, Any]]) -> Writes:
-    """Count the POSTs to /api/external_payments and time the accepted ones, at arrival."""
-    posts = [r for r in records if r["method"] == "POST" and r["path"] == CREATE_PATH]
-    accepted = sorted(r["at"] for r in posts if r["accepted"] and r["status"] == 201)
-    throttled = sum(1 for r in posts if r["status"] == 429)
-    span = accepted[-1] - accepted[0] if len(accepted) > 1 else 0.0
-    first = accepted[0] if accepted else 0.0
-    last = accepted[-1] if accepted else 0.0
-    return Writes(len(posts), len(accepted), throttled, span, first, last)
+def endpoint(method: str, path: str) -> str:
+    """The sandbox's burst-window key: method and route, ids replaced by {id}."""
+    parts = path.rstrip("/").split("/")  # "", "api", collection[, id]
+    if len(parts) > 3:
+        parts = [*parts[:3], "{id}"]
+    return f"{method} {'/'.join(parts)}"
+
+
+def seen(records: Sequence[dict[str, Any]], *, rejected_count: bool = False) -> Seen:
+    """Summarise one run's slice of the request log (the sandbox logs in completion order)."""
+    api = [r for r in records if r["path"].startswith("/api/")]
+    accepted = sorted((r["at"], endpoint(r["method"], r["path"])) for r in api if r["accepted"])
+    refused = [(r["at"], endpoint(r["method"], r["path"])) for r in api if r["status"] == 429]
+    counted = sorted(accepted + refused) if rejected_count else accepted
+    first = min((r["at"] for r in records), default=0.0)
+    last = accepted[-1][0] if accepted else first
+    return Seen(first, last, len(api), len(refused), accepted, counted)

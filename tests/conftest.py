@@ -20,7 +20,7 @@ SandboxFactory = Callable[..., SandboxServer]
 def paybatch_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Path:
-    """Every test's default state and locks go to a directory of its own, never the user's.
+    """Every test's data directory (state, locks, the send log) is its own, never the user's.
 
     Subprocesses inherit it through the environment.
     """

@@ -3,115 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import random
-import selectors
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from ratelimit_sim import VirtualClock, doubted, drive, headers, overruns, run_virtual
 
 from batch.errors import UsageError
 from batch.ratelimit import (
     RateLimiter,
     Window,
-    concurrency_for,
     default_windows,
     greedy_schedule,
     parse_window,
 )
+from batch.ratelimit._limiter import PROBES
+from batch.tuning import concurrency_for
 
 # Virtual time makes every test here instant; a busy-looping limiter would spin forever.
 pytestmark = pytest.mark.timeout(30)
-
-
-class VirtualClock:
-    """Seconds that pass only when the event loop has nothing to do."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class _TimeWarpSelector(selectors.SelectSelector):
-    """Instead of blocking for `timeout`, jump the clock forward by it."""
-
-    def __init__(self, clock: VirtualClock) -> None:
-        super().__init__()
-        self._clock = clock
-
-    def select(self, timeout: float | None = None) -> list[Any]:
-        if timeout is not None and timeout > 0:
-            self._clock.now += timeout
-        return super().select(0)
-
-
-class _VirtualLoop(asyncio.SelectorEventLoop):
-    def __init__(self, clock: VirtualClock) -> None:
-        super().__init__(_TimeWarpSelector(clock))
-        self._virtual = clock
-
-    def time(self) -> float:
-        return self._virtual.now
-
-
-def run_virtual(clock: VirtualClock, main: Callable[[], Awaitable[Any]]) -> Any:
-    """Run `main()` on a loop whose asyncio.sleep advances `clock` instead of waiting."""
-    loop = _VirtualLoop(clock)
-    try:
-        return loop.run_until_complete(main())
-    finally:
-        loop.close()
-
-
-def overruns(arrivals: Sequence[float], windows: Sequence[Window]) -> list[tuple[Window, float]]:
-    """Every (window, time) where more than `limit` arrivals fall in [time - seconds, time]."""
-    times = sorted(arrivals)
-    found = []
-    for w in windows:
-        for i in range(len(times) - w.limit):
-            if times[i + w.limit] - times[i] <= w.seconds:
-                found.append((w, times[i + w.limit]))
-    return found
-
-
-def drive(
-    limiter: RateLimiter,
-    clock: VirtualClock,
-    n: int,
-    workers: int,
-    latency: Callable[[], float],
-    one_way: float = 0.5,
-) -> tuple[list[float], list[float]]:
-    """n requests through `workers` concurrent workers; returns (send times, arrival times).
-
-    A request is counted `one_way` of its round trip after it is sent (half, by default).
-    """
-    sends: list[float] = []
-    arrivals: list[float] = []
-    left = [n]
-
-    async def worker() -> None:
-        while left[0] > 0:
-            left[0] -= 1
-            await limiter.acquire()
-            sent = clock.now
-            took = latency()
-            sends.append(sent)
-            arrivals.append(sent + one_way * took)
-            await asyncio.sleep(took)
-            limiter.record_latency(took)
-            limiter.on_accepted()
-
-    async def main() -> None:
-        await asyncio.gather(*(worker() for _ in range(workers)))
-
-    run_virtual(clock, main)
-    return sends, arrivals
 
 
 # -- parsing and defaults -------------------------------------------------------------
@@ -272,25 +183,25 @@ def test_cancelled_waiters_take_no_slot() -> None:
     assert limiter.stats.acquired == 2
 
 
-def test_waiter_wakes_early_when_limits_recover() -> None:
+def test_waiter_wakes_early_when_a_probe_is_answered() -> None:
     clock = VirtualClock()
-    limiter = RateLimiter([Window(2, 10.0)], clock=clock, margin=0.0)
-    limiter.on_throttled(0.0)
-    limiter.on_throttled(0.0)  # a repeat: the limit halves to 1/10s
-    assert limiter.windows == (Window(1, 10.0),)
+    limiter = doubted(RateLimiter([Window(50, 1.0), Window(200, 10.0)], clock=clock, margin=0.0))
     got: list[float] = []
 
     async def main() -> None:
-        await limiter.acquire()
+        for _ in range(PROBES):
+            await limiter.acquire()
         waiter = asyncio.ensure_future(limiter.acquire())
         await asyncio.sleep(1.0)
-        assert not waiter.done()
-        limiter.on_accepted()  # back to 2/10s: the waiter fits now, not at t=10
+        assert not waiter.done()  # nothing taken yet and PROBES unanswered: it waits
+        limiter.record_latency(1.0)
+        limiter.on_accepted()  # one probe got through: the waiter goes now, not at t=10
         await waiter
         got.append(clock.now)
 
     run_virtual(clock, main)
     assert got == [pytest.approx(1.0)]
+    assert limiter.stats.probes == PROBES + 1
 
 
 def test_waiter_wakes_early_when_the_server_relents() -> None:
@@ -387,184 +298,6 @@ def test_utilisation_close_to_greedy_minimum() -> None:
     assert limiter.min_duration(0) == 0.0
 
 
-# -- 429s ---------------------------------------------------------------------------------
-
-
-def test_retry_after_pauses_every_waiter() -> None:
-    clock = VirtualClock()
-    limiter = RateLimiter([Window(4, 1.0)], clock=clock, margin=0.0)
-    times: list[float] = []
-
-    async def one() -> None:
-        await limiter.acquire()
-        times.append(clock.now)
-
-    async def throttle_at(when: float, retry_after: float) -> None:
-        await asyncio.sleep(when - clock.now)
-        limiter.on_throttled(retry_after)
-
-    async def main() -> None:
-        for _ in range(3):
-            await limiter.acquire()
-        limiter.on_throttled(2.0)
-        await asyncio.gather(*(one() for _ in range(4)))
-        # 4/1s is full until t=3; a 429 while the next waiter naps pushes it back too.
-        await asyncio.gather(one(), throttle_at(2.5, 3.0))
-
-    run_virtual(clock, main)
-    assert times == pytest.approx([2.0, 2.0, 2.0, 2.0, 5.5])
-    assert limiter.stats.throttled == 2
-    assert limiter.stats.paused_seconds == pytest.approx(2.0 + 3.0)
-
-
-def test_without_retry_after_waits_for_the_fullest_window() -> None:
-    clock = VirtualClock()
-    limiter = RateLimiter([Window(2, 1.0), Window(5, 10.0)], clock=clock, margin=0.0)
-    times: list[float] = []
-
-    async def main() -> None:
-        await limiter.acquire()
-        await limiter.acquire()  # 2/1s is full (100%), 5/10s is at 40%
-        clock.now = 0.25
-        limiter.on_throttled(None)
-        await limiter.acquire()
-        times.append(clock.now)
-
-    run_virtual(clock, main)
-    assert times == [pytest.approx(1.0)]
-
-    empty = RateLimiter([Window(2, 1.0), Window(5, 10.0)], clock=clock, margin=0.0)
-    start = clock.now
-    empty.on_throttled(None)  # our log is empty: someone else used the budget
-    assert empty.min_duration(1) == pytest.approx(1.0)
-    assert clock.now == start
-
-
-def test_repeated_429s_halve_and_successes_recover() -> None:
-    clock = VirtualClock()
-    configured = default_windows("test")
-    limiter = RateLimiter(configured, clock=clock, margin=0.0)
-
-    limiter.on_throttled(1.0)  # t=0: episode until t=1
-    clock.now = 0.5
-    limiter.on_throttled(1.0)  # in-flight requests of the same episode: no cut
-    assert limiter.windows == configured
-    assert limiter.stats.decreases == 0
-
-    clock.now = 3.0
-    limiter.on_throttled(None)  # after the pause ended, within a window: a repeat
-    assert limiter.windows == (Window(50, 60.0), Window(12, 10.0))
-    assert limiter.stats.decreases == 1
-
-    clock.now = 10.0
-    limiter.on_throttled(1.0)  # inside the new pause: same episode
-    clock.now = 20.0
-    limiter.on_throttled(1.0)
-    assert limiter.windows == (Window(25, 60.0), Window(6, 10.0))
-
-    seen = [limiter.windows]
-    for _ in range(200):
-        limiter.on_accepted()
-        seen.append(limiter.windows)
-    for before, after in itertools.pairwise(seen):
-        assert all(a.limit >= b.limit for a, b in zip(after, before, strict=True))
-        assert all(a.limit <= c.limit for a, c in zip(after, configured, strict=True))
-    assert seen[1] == (Window(26, 60.0), Window(6, 10.0))  # additive: +1 of the largest
-    assert seen[75] == configured
-    assert seen[-1] == configured
-
-
-def test_a_429_long_after_the_last_is_not_a_repeat() -> None:
-    clock = VirtualClock()
-    limiter = RateLimiter([Window(10, 5.0)], clock=clock, margin=0.0)
-    limiter.on_throttled(1.0)
-    clock.now = 100.0
-    limiter.on_throttled(1.0)
-    assert limiter.windows == (Window(10, 5.0),)
-
-
-def test_decrease_never_goes_below_one() -> None:
-    clock = VirtualClock()
-    limiter = RateLimiter([Window(3, 1.0), Window(8, 10.0)], clock=clock, margin=0.0)
-    for _ in range(12):
-        limiter.on_throttled(0.0)
-        clock.now += 0.1
-    assert limiter.windows == (Window(1, 1.0), Window(1, 10.0))
-
-
-# -- learning from the server ---------------------------------------------------------
-
-
-def headers(limit: object, interval: object, remaining: object | None = None) -> dict[str, str]:
-    found = {"X-RateLimit-Limit": str(limit), "x-ratelimit-interval": str(interval)}
-    if remaining is not None:
-        found["X-RATELIMIT-REMAINING"] = str(remaining)
-    return found
-
-
-def test_observe_tightens_to_a_stricter_server() -> None:
-    limiter = RateLimiter(default_windows("live"), clock=VirtualClock())
-    limiter.observe(headers(100, 60))  # a test credential after all
-    assert limiter.windows == (Window(100, 60.0), Window(50, 10.0))
-    limiter.observe(headers(30, 30))  # an interval we did not configure, stricter
-    widened: tuple[Window, ...] = limiter.windows
-    assert widened == (Window(200, 60.0), Window(50, 10.0), Window(30, 30.0))
-
-
-@pytest.mark.parametrize(
-    "found",
-    [
-        headers(400, 60),  # looser than 200/60s
-        headers(160, 30),  # 50/10s already allows at most 150 in any 30 s
-        headers("abc", 60),
-        headers(10, "soon"),
-        headers(0, 60),
-        headers(10, -1),
-        {"X-RateLimit-Remaining": "0"},
-        {},
-    ],
-)
-def test_observe_never_loosens_and_ignores_garbage(found: dict[str, str]) -> None:
-    limiter = RateLimiter(default_windows("live"), clock=VirtualClock())
-    limiter.observe(found)
-    assert limiter.windows == default_windows("live")
-
-
-def test_observe_loosens_back_only_to_configured() -> None:
-    limiter = RateLimiter([Window(100, 60.0)], clock=VirtualClock())
-    limiter.observe(headers(40, 60))
-    assert limiter.windows == (Window(40, 60.0),)
-    limiter.observe(headers(500, 60))
-    assert limiter.windows == (Window(100, 60.0),)
-
-
-def test_remaining_below_our_count_reserves_budget_for_others() -> None:
-    clock = VirtualClock()
-    limiter = RateLimiter([Window(10, 60.0)], clock=clock, margin=0.0)
-
-    async def two() -> None:
-        await limiter.acquire()
-        await limiter.acquire()
-
-    run_virtual(clock, two)
-    clock.now = 1.0
-    assert limiter.min_duration(8) == 0.0
-    limiter.observe(headers(10, 60, remaining=3))  # 7 used, 2 of them ours
-    assert limiter.min_duration(3) == 0.0
-    assert limiter.min_duration(4) == pytest.approx(59.0)  # our first send leaves at 60
-    limiter.observe(headers(10, 60, remaining=3))  # the same news again changes nothing
-    assert limiter.min_duration(4) == pytest.approx(59.0)
-
-
-def test_remaining_that_matches_our_count_changes_nothing() -> None:
-    clock = VirtualClock()
-    limiter = RateLimiter([Window(10, 60.0)], clock=clock, margin=0.0)
-    run_virtual(clock, limiter.acquire)
-    limiter.observe(headers(20, 60, remaining=19))
-    assert limiter.min_duration(9) == 0.0
-    assert limiter.min_duration(10) == pytest.approx(60.0)
-
-
 # -- ETA and stats ------------------------------------------------------------------------
 
 
@@ -602,165 +335,6 @@ def test_real_clock_smoke() -> None:
 
     took = asyncio.run(main())
     assert 0.04 <= took < 1.0
-
-
-# -- learning the server's real windows from 429s ---------------------------------------
-
-
-class ScriptedServer:
-    """Sliding windows counted at arrival; a 429 is not counted and says when to retry."""
-
-    def __init__(self, windows: Sequence[Window]) -> None:
-        self.windows = list(windows)
-        self.accepted: list[float] = []
-
-    def check(self, at: float) -> float | None:
-        """None if the request arriving at `at` is accepted, else its Retry-After (whole s)."""
-        waits = []
-        for w in self.windows:
-            inside = [t for t in self.accepted if t > at - w.seconds]
-            if len(inside) >= w.limit:
-                waits.append(inside[-w.limit] + w.seconds - at)
-        if waits:
-            return float(max(1, -int(-max(waits) // 1)))
-        self.accepted.append(at)
-        return None
-
-
-def serve(
-    limiter: RateLimiter, server: ScriptedServer, n: int, workers: int, seed: int
-) -> list[float]:
-    """n requests against `server`, resent after 429s; returns the times of the 429s.
-
-    Like the sandbox: a request arrives 2 ms after it is sent, a 429 comes straight back,
-    an accepted request answers 40-160 ms after it is sent.
-    """
-    clock = limiter._clock
-    assert isinstance(clock, VirtualClock)
-    rng = random.Random(seed)
-    left = [n]
-    refused: list[float] = []
-
-    async def worker() -> None:
-        while left[0] > 0:
-            left[0] -= 1
-            while True:
-                await asyncio.sleep(rng.uniform(0.0, 0.002))  # the worker's own work
-                await limiter.acquire()
-                sent = clock.now
-                await asyncio.sleep(0.002)
-                retry_after = server.check(clock.now)
-                if retry_after is not None:
-                    await asyncio.sleep(0.002)
-                    limiter.record_latency(clock.now - sent)
-                    limiter.on_throttled(retry_after)
-                    refused.append(clock.now)
-                    continue
-                await asyncio.sleep(rng.uniform(0.04, 0.16) - 0.002)
-                limiter.record_latency(clock.now - sent)
-                limiter.on_accepted()
-                break
-
-    async def main() -> None:
-        await asyncio.gather(*(worker() for _ in range(workers)))
-
-    run_virtual(clock, main)
-    assert len(server.accepted) == n
-    return refused
-
-
-TRUE_WINDOWS = (Window(25, 1.0), Window(100, 6.0))
-
-
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_mis_told_limiter_learns_the_true_windows_then_stops_hitting_429s(seed: int) -> None:
-    clock = VirtualClock()
-    limiter = RateLimiter([Window(50, 1.0), Window(200, 6.0)], clock=clock)
-    refused = serve(limiter, ScriptedServer(TRUE_WINDOWS), 600, workers=25, seed=seed)
-    assert limiter.windows == TRUE_WINDOWS
-    assert limiter.stats.learned >= 2
-    assert limiter.stats.decreases == 0
-    # One episode per wrong window (plus one that widens the pad), then none. An episode
-    # refuses a whole burst that was already in flight when its first 429 came back.
-    episodes = [b for a, b in itertools.pairwise([-1.0, *refused]) if b - a > 0.5]
-    assert 2 <= len(episodes) <= 3
-    assert len(refused) <= 0.06 * 600
-    assert max(refused) < 20.0
-    ideal = greedy_schedule(TRUE_WINDOWS, 600)[-1]
-    assert clock.now < ideal * 1.15
-
-
-@pytest.mark.parametrize("seed", [1, 2])
-def test_told_limiter_never_hits_a_429(seed: int) -> None:
-    clock = VirtualClock()
-    limiter = RateLimiter(TRUE_WINDOWS, clock=clock)
-    refused = serve(limiter, ScriptedServer(TRUE_WINDOWS), 400, workers=25, seed=seed)
-    assert refused == []
-    assert limiter.windows == TRUE_WINDOWS
-    ideal = greedy_schedule(TRUE_WINDOWS, 400)[-1]
-    assert clock.now < ideal * 1.05
-
-
-def test_only_the_window_that_was_wrong_is_learned() -> None:
-    clock = VirtualClock()
-    limiter = RateLimiter([Window(25, 1.0), Window(200, 6.0)], clock=clock)
-    refused = serve(limiter, ScriptedServer(TRUE_WINDOWS), 400, workers=25, seed=5)
-    assert limiter.windows == TRUE_WINDOWS
-    assert refused
-    assert max(refused) < 20.0
-
-
-def _refuse(limiter: RateLimiter, clock: VirtualClock, sent: float, retry_after: float) -> None:
-    limiter.record_latency(clock.now - sent)
-    limiter.on_throttled(retry_after)
-
-
-def test_a_429_at_our_own_limit_widens_the_pad_before_anything_else() -> None:
-    clock = VirtualClock()
-    limiter = RateLimiter([Window(4, 1.0)], clock=clock, margin=0.01)
-    limiter.record_latency(0.1)
-    limiter.record_latency(0.3)
-    assert limiter.pad == pytest.approx(0.11)
-
-    async def four() -> None:
-        for _ in range(4):
-            await limiter.acquire()
-            clock.now += 0.1
-
-    run_virtual(clock, four)
-    _refuse(limiter, clock, sent=0.3, retry_after=1.0)  # the 4th: our window was full
-    assert limiter.pad == pytest.approx(0.21)  # the whole spread now
-    assert limiter.windows == (Window(4, 1.0),)
-    assert limiter.stats.learned == limiter.stats.decreases == 0
-
-
-def test_a_429_well_below_our_limit_is_learned_and_never_loosened() -> None:
-    clock = VirtualClock()
-    limiter = RateLimiter([Window(10, 1.0), Window(40, 10.0)], clock=clock, margin=0.0)
-
-    async def five() -> None:
-        for _ in range(5):
-            await limiter.acquire()
-            clock.now += 0.01
-
-    run_virtual(clock, five)
-    clock.now = 0.05
-    _refuse(limiter, clock, sent=0.04, retry_after=1.0)  # 4 got in before the 5th: 4/1s
-    assert limiter.windows == (Window(4, 1.0), Window(40, 10.0))
-    assert limiter.stats.learned == 1
-    # The cut-and-recover fallback stays below what was learned.
-    limiter._wide = True
-    for at in (3.0, 5.0):
-        clock.now = at
-        limiter.on_throttled(0.0)
-    assert limiter.stats.decreases == 2
-    assert limiter.windows == (Window(1, 1.0), Window(10, 10.0))
-    seen = []
-    for _ in range(200):
-        limiter.on_accepted()
-        seen.append(limiter.windows)
-    assert seen[-1] == (Window(4, 1.0), Window(40, 10.0))
-    assert all(w[0].limit <= 4 and w[1].limit <= 40 for w in seen)
 
 
 def test_acquire_stays_cheap_with_a_big_window() -> None:
