@@ -88,12 +88,12 @@ def test_the_api_going_away_mid_run_stops_with_exit_5_and_names_the_cause(
             proc.kill()
     output = log.read_text()
     assert code == 5, output
-    assert "the API could not be reached (connection refused)" in output
+    assert "the API could not be reached (connection refused)" in output, output
     lines = read_report(report)
     left = {line["order_id"] for line in lines if line["status"] == "not_attempted"}
     assert len(left) > 100, output  # stopped soon, not after every row's own retries
     payments = server.payments_by_order()
-    assert not left & set(payments)  # a row reported not attempted has no payment
+    assert not left & set(payments), output  # a row reported not attempted has no payment
     created = {line["order_id"] for line in lines if line["status"] == "created"}
-    assert created <= set(payments)
-    assert all(len(payments[order]) == 1 for order in payments)
+    assert created <= set(payments), output
+    assert all(len(payments[order]) == 1 for order in payments), output
