@@ -139,8 +139,7 @@ class RunOptions:
         found: list[tuple[float, str]] = []
         if self.max_duration is not None:
             at = (started + timedelta(seconds=self.max_duration)).astimezone()
-            clock = f"{at:%H:%M:%S}" if at.second else f"{at:%H:%M}"
-            label = f"{clock} (--max-duration {duration_text(self.max_duration)})"
+            label = f"{_clock_text(at.time())} (--max-duration {duration_text(self.max_duration)})"
             found.append((self.max_duration, label))
         if self.until is not None:
             local = started.astimezone().replace(tzinfo=None)
@@ -148,7 +147,7 @@ class RunOptions:
             if target <= local:
                 target += timedelta(days=1)
             seconds = (target.astimezone() - started).total_seconds()
-            found.append((seconds, f"{self.until:%H:%M}"))
+            found.append((seconds, _clock_text(self.until)))
         return min(found) if found else None
 
 
@@ -179,6 +178,11 @@ def parse_clock_time(text: str) -> time:
         return time(parts[0], parts[1], parts[2] if len(parts) == 3 else 0)
     except ValueError:
         raise UsageError(f"not a time of day: {text!r} (expected HH:MM, e.g. 06:30)") from None
+
+
+def _clock_text(moment: time) -> str:
+    """`06:30`, or `06:30:15` when the seconds matter."""
+    return f"{moment:%H:%M:%S}" if moment.second else f"{moment:%H:%M}"
 
 
 def duration_text(seconds: float) -> str:

@@ -342,8 +342,8 @@ async def _send_all(
     environment, api, limiter = conn.environment, conn.api, conn.limiter
     to_create = await rows_to_create(input_file, journal)
     _log_start(to_create, limiter.min_duration(to_create), deadline, clock())
-    asked = environment == "live" and confirm is not None and to_create
-    if asked and confirm is not None and not confirm(to_create, organization(api_host)):
+    live = environment == "live" and to_create > 0
+    if live and confirm is not None and not confirm(to_create, organization(api_host)):
         return _Sent(environment=environment, exit_code=1, message="not confirmed: nothing sent")
     fail_fast_hint = (
         "; the built-in sandbox knows only the sample's orders: to rehearse your own file, "
@@ -392,7 +392,7 @@ async def _send_all(
             requests=requests,
         )
     # A signal after the deadline outranks it (PRECEDENCE: 130/143 before 1).
-    signalled_late = isinstance(job.stopped_by, DeadlineReached) and shutdown.exit_code
+    signalled_late = isinstance(job.stopped_by, DeadlineReached) and shutdown.signal is not None
     if job.stopped_by is not None and not signalled_late:
         return _Sent(
             environment=environment,

@@ -75,8 +75,11 @@ class Sender:
         first = ctx.clock()
         while True:
             self.held += 1
-            try:  # a stop cancels the wait: the limiter then lets the next waiter in
-                await ctx.until(ctx.limiter.acquire())
+            try:
+                if ctx.limiter.paused_until() <= ctx.clock():
+                    await ctx.limiter.acquire()  # a slot now: nothing to cancel
+                else:  # a stop cancels the wait: the limiter then lets the next waiter in
+                    await ctx.until(ctx.limiter.acquire())
             finally:
                 self.held -= 1
             if ctx.stopping.is_set() or not await self._commit_sending(row):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from conftest import SandboxFactory
@@ -62,6 +63,24 @@ def test_max_duration_stops_sending_on_time_and_the_rerun_finishes(
     assert post_count(sandbox) == sent + len(left)  # the rerun sent exactly the rows left
 
 
+def test_until_a_local_time_stops_sending_then(sandbox: SandboxServer, tmp_path: Path) -> None:
+    """--until HH:MM:SS, a few seconds from now in local time: the same stop, at that time."""
+    source = write_orders(tmp_path / "in.csv", order_ids(60))  # 7.5 s at 8/s
+    state, report = tmp_path / "state.sqlite", tmp_path / "report.csv"
+    args = run_args(source.path, state, report, "--rate-limit", "8/1s")
+    until = (datetime.now() + timedelta(seconds=5)).replace(microsecond=0)
+    at_wall = until.timestamp()
+    stopped = _run([*args, "--until", f"{until:%H:%M:%S}"], cli_env(sandbox.env()))
+    assert stopped.returncode == 1, stopped.stderr
+    assert f"stopped at the deadline {until:%H:%M:%S}" in stopped.stderr
+    # The sandbox logs monotonic arrival times: map the deadline onto that clock.
+    deadline = time.monotonic() - (time.time() - at_wall)
+    posts = [r.at for r in sandbox.request_log() if r.method == "POST" and "/api/" in r.path]
+    assert posts, stopped.stderr
+    assert max(posts) <= deadline + 0.5
+    assert any(line["status"] == "not_attempted" for line in read_report(report))
+
+
 def test_the_api_going_away_mid_run_stops_with_exit_5_and_names_the_cause(
     sandbox_factory: SandboxFactory, tmp_path: Path
 ) -> None:
@@ -88,12 +107,12 @@ def test_the_api_going_away_mid_run_stops_with_exit_5_and_names_the_cause(
             proc.kill()
     output = log.read_text()
     assert code == 5, output
-    assert "the API could not be reached (connection refused)" in output
+    assert "the API could not be reached (connection refused)" in output, output
     lines = read_report(report)
     left = {line["order_id"] for line in lines if line["status"] == "not_attempted"}
     assert len(left) > 100, output  # stopped soon, not after every row's own retries
     payments = server.payments_by_order()
-    assert not left & set(payments)  # a row reported not attempted has no payment
+    assert not left & set(payments), output  # a row reported not attempted has no payment
     created = {line["order_id"] for line in lines if line["status"] == "created"}
-    assert created <= set(payments)
-    assert all(len(payments[order]) == 1 for order in payments)
+    assert created <= set(payments), output
+    assert all(len(payments[order]) == 1 for order in payments), output

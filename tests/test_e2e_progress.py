@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import re
+import struct
 import subprocess
 import sys
 import threading
@@ -20,10 +21,6 @@ from batch.config import ApiConfig, RunOptions
 from batch.runner import run_payments
 from batch.sandbox import Faults, SandboxServer
 
-pty = pytest.importorskip("pty")  # POSIX only
-fcntl = pytest.importorskip("fcntl")
-termios = pytest.importorskip("termios")
-
 
 def _read_all(fd: int, into: bytearray) -> None:
     while True:
@@ -37,9 +34,10 @@ def _read_all(fd: int, into: bytearray) -> None:
 
 
 def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
-    """`python -m batch ARGS` with stderr on a 120-column pty; its exit code and screen."""
-    import struct
-
+    """`python -m batch ARGS` with stderr on a 160-column pty; its exit code and screen."""
+    pty = pytest.importorskip("pty")  # POSIX only, like the rest of this helper
+    fcntl = pytest.importorskip("fcntl")
+    termios = pytest.importorskip("termios")
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))
     seen = bytearray()
