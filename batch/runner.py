@@ -62,7 +62,7 @@ from batch.report import (
 )
 from batch.rows import InputRow, ReportRow, RowStatus
 from batch.run_context import Clock, Deadline, RunContext, Sleep
-from batch.sendlog import HostSendLog
+from batch.sendlog import HostSendLog, log_path
 from batch.shutdown import Shutdown
 from batch.statefile import data_dir, locate
 from batch.tuning import MAX_WORKERS
@@ -354,7 +354,8 @@ async def _send_all(
     total_rows = input_file.count()
     progress.start(total_rows)
     # The windows are per IP: start from what this machine sent the host lately.
-    sends = HostSendLog.for_host(api_host, clock=clock, wall=wall)
+    directory = options.state_dir or data_dir()  # a sandbox run's scratch directory too
+    sends = HostSendLog(log_path(directory, api_host), clock=clock, wall=wall)
     limiter.seed(sends.load())
     with Shutdown(stop) as shutdown:
         job = RunContext(
