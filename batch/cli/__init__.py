@@ -271,7 +271,8 @@ def main() -> None:
 @click.option(
     "--settle-delay",
     type=click.FloatRange(0, 3600),
-    help="Seconds to wait after a lost answer before looking the payment up (default: --timeout).",
+    help="A lost answer is looked up this long after its request timed out, and looked up "
+    "again as long before any resend (default: --timeout).",
 )
 @click.option(
     "--max-attempts",
