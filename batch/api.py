@@ -307,7 +307,7 @@ class CommerceLayer:
         self, path: str, params: Mapping[str, str], *, missing_ok: bool
     ) -> dict[str, Any] | None:
         while True:
-            await self._limiter.acquire()
+            await self._limiter.acquire(lookup=True)
             self.requests["lookup"] += 1
             response = await self._exchange(
                 "GET", path, params=params, headers={"Accept": JSON_API}

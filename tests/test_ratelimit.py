@@ -352,3 +352,30 @@ def test_acquire_stays_cheap_with_a_big_window() -> None:
     # Pruned as it goes: the log holds about what the window and its history need.
     assert len(limiter._sends) <= 2 * 1024 + 2_500
     assert limiter.min_duration(10) == 0.0
+
+
+def test_lookups_share_the_average_window_but_not_the_writes_burst_window() -> None:
+    """The API counts a burst window per endpoint and the average one for the class: a
+    lookup (another endpoint) waits for neither the writes' full burst window, nor does it
+    count there; it does count in the average window."""
+    clock = VirtualClock()
+    limiter = RateLimiter(
+        (Window(5, 1.0), Window(8, 6.0)), clock=clock, sleep=asyncio.sleep, margin=0.0
+    )
+
+    async def main() -> tuple[list[float], list[float], float]:
+        writes = []
+        for _ in range(5):  # the writes' burst window is full...
+            await limiter.acquire()
+            writes.append(clock())
+        lookups = []
+        for _ in range(3):  # ...a lookup still goes at once, until the average window is full
+            await limiter.acquire(lookup=True)
+            lookups.append(clock())
+        await limiter.acquire()  # the average window (8 in 6 s) holds this write back
+        return writes, lookups, clock()
+
+    writes, lookups, last = run_virtual(clock, main)
+    assert writes == [0.0] * 5
+    assert lookups == [0.0] * 3
+    assert last >= 6.0

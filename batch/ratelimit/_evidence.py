@@ -64,6 +64,9 @@ class Budget:
     free: int
     proven: int = 0
     cut_at: float | None = None
+    # A burst window: Commerce Layer counts it per endpoint, so only the writes' own log
+    # tells what it holds (the lookups go to other endpoints).
+    per_endpoint: bool = False
 
     @property
     def probing(self) -> bool:
@@ -80,8 +83,11 @@ class Budgets:
     """Every configured window's budget, and what 429s and acceptances teach them."""
 
     def __init__(self, windows: Sequence[Window]) -> None:
-        self.items = [Budget(w, w.limit, w.limit) for w in windows]
         self._longest = max(range(len(windows)), key=lambda i: windows[i].seconds)
+        longest = windows[self._longest].seconds
+        self.items = [
+            Budget(w, w.limit, w.limit, per_endpoint=w.seconds < longest) for w in windows
+        ]
         self.learned = 0
 
     def recover(self, now: float) -> None:
@@ -94,23 +100,35 @@ class Budgets:
                 b.ceiling += 1
                 b.cut_at = now
 
-    def probes(self, sends: Sequence[float], now: float, pad: float) -> bool:
+    def probes(
+        self, sends: Sequence[float], writes: Sequence[float], now: float, pad: float
+    ) -> bool:
         """Whether a request sent now is above what the server took in some window."""
         return any(
-            b.probing and inside(sends, now - b.told.seconds - pad, now) >= b.safe
+            b.probing
+            and inside(writes if b.per_endpoint else sends, now - b.told.seconds - pad, now)
+            >= b.safe
             for b in self.items
         )
 
-    def prove(self, sends: Sequence[float], refused: Sequence[float], sent: float) -> None:
+    def prove(
+        self,
+        sends: Sequence[float],
+        writes: Sequence[float],
+        refused: Sequence[float],
+        sent: float,
+    ) -> None:
         """The request sent at `sent` was taken: so was everything (not refused) before it."""
         for b in self.items:
             low, high = sent - b.told.seconds, sent + SAME_SEND
-            taken = inside(sends, low, high) - inside(refused, low, high)
+            log = writes if b.per_endpoint else sends
+            taken = inside(log, low, high) - inside(refused, low, high)
             b.proven = max(b.proven, min(taken, b.ceiling))
 
     def blame(
         self,
         sends: Sequence[float],
+        writes: Sequence[float],
         sent: float,
         now: float,
         *,
@@ -125,10 +143,15 @@ class Budgets:
         nothing to learn. Windows `stated` seconds long are the server's advertised one, whose
         Remaining said it had room: innocent, and never in doubt.
         """
-        counts = [between(sends, sent - b.told.seconds, sent) for b in self.items]
+        logs = [writes if b.per_endpoint else sends for b in self.items]
+        counts = [
+            between(log, sent - b.told.seconds, sent)
+            for b, log in zip(self.items, logs, strict=True)
+        ]
         # At its limit: the widest jitter could have put one more of ours in the window.
         full = [
-            between(sends, sent - b.told.seconds - wide, sent) >= b.ceiling - 1 for b in self.items
+            between(log, sent - b.told.seconds - wide, sent) >= b.ceiling - 1
+            for b, log in zip(self.items, logs, strict=True)
         ]
         suspects = [
             (not at_limit, count / b.ceiling, i)

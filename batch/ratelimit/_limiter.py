@@ -107,6 +107,7 @@ class RateLimiter:
         self._server: Window | None = None  # as the headers state it
         self._foreign = ForeignLoad()
         self._sends: list[float] = []  # ours, sorted, refused ones included
+        self._writes: list[float] = []  # the same without the lookups (burst windows)
         self._refused: list[float] = []  # send times of our 429s, sorted
         self._probes: list[float] = []  # send times of probes not answered yet
         self._prune_at = _PRUNE_FIRST
@@ -165,11 +166,14 @@ class RateLimiter:
     def _foreign_load(self, now: float) -> int:
         return 0 if self._server is None else self._foreign.load(now, self._server)
 
-    def _rules(self, now: float) -> list[Rule]:
+    def _rules(self, now: float, *, lookup: bool = False) -> list[Rule]:
+        """The windows a request must fit: a lookup is not held by the writes' burst window."""
         pad = self.pad
         self._budgets.recover(now)
         rules: list[Rule] = [
-            (b.ceiling, b.told.seconds + pad, self._sends) for b in self._budgets.items
+            (b.ceiling, b.told.seconds + pad, self._writes if b.per_endpoint else self._sends)
+            for b in self._budgets.items
+            if not (lookup and b.per_endpoint)
         ]
         server = self._server_window(now)
         if server is not None:
@@ -192,13 +196,15 @@ class RateLimiter:
         stale = server is not None and now - self._seen_at > STALE_SHARE * server.seconds
         if stale and self._foreign_load(now):
             return True  # another integration is spending the budget: maybe more since
-        return self._budgets.probes(self._sends, now, self.pad)
+        return self._budgets.probes(self._sends, self._writes, now, self.pad)
 
     # -- acquiring ----------------------------------------------------------------------
 
-    async def acquire(self) -> None:
+    async def acquire(self, *, lookup: bool = False) -> None:
         """Wait, first come first served, until a request fits every window; then log it.
 
+        A `lookup` (a GET on the orders or external payments) counts in the shared average
+        window, not in the writes' burst window, which the API counts per endpoint.
         Cancelling a waiter logs nothing and lets the next waiter in.
         """
         if self._lock is None:
@@ -209,7 +215,7 @@ class RateLimiter:
                 assert self._changed is not None
                 self._changed.clear()
                 now = self._clock()
-                at = max(self._resume_at, earliest(self._rules(now), now))
+                at = max(self._resume_at, earliest(self._rules(now, lookup=lookup), now))
                 if at <= now + _EARLY_OK:
                     if not (self._is_probe(now) and self._probes_full(now)):
                         break
@@ -219,6 +225,8 @@ class RateLimiter:
                 self._probes.append(now)
                 self._probes_sent += 1
             self._sends.append(now)
+            if not lookup:
+                self._writes.append(now)
             self._acquired += 1
             if len(self._sends) >= self._prune_at:
                 self._prune(now)
@@ -249,7 +257,7 @@ class RateLimiter:
     def _prune(self, now: float) -> None:
         """Forget sends no window can see; run when the log doubled, so O(1) amortised."""
         horizon = self._horizon(now)
-        for log in (self._sends, self._refused):
+        for log in (self._sends, self._writes, self._refused):
             del log[: bisect_left(log, horizon)]
         self._prune_at = max(_PRUNE_FIRST, 2 * len(self._sends))
 
@@ -274,12 +282,13 @@ class RateLimiter:
         for at, refused in sends:
             if math.isfinite(at):
                 insort(self._sends, at)
+                insort(self._writes, at)  # of unknown kind: counted as writes, to be safe
                 if refused:
                     insort(self._refused, at)
                 else:
                     taken.append(at)
         for at in taken:  # what the server took then is evidence now (the limits are per IP)
-            self._budgets.prove(self._sends, self._refused, at)
+            self._budgets.prove(self._sends, self._writes, self._refused, at)
         self._wake()
 
     def history(self) -> list[tuple[float, bool]]:
@@ -371,6 +380,7 @@ class RateLimiter:
         wide = self._margin + self._latencies.spread
         found = self._budgets.blame(
             self._sends,
+            self._writes,
             sent,
             now,
             wide=wide,
@@ -402,6 +412,6 @@ class RateLimiter:
         sent, self._answered = self._answered, None
         if sent is None:
             return
-        self._budgets.prove(self._sends, self._refused, sent)
+        self._budgets.prove(self._sends, self._writes, self._refused, sent)
         if self._resolve_probe(sent):
             self._wake()
