@@ -230,6 +230,9 @@ class BearerAuth(httpx.Auth):
     ) -> None:
         self._provider = provider
         self._pace = pace  # the API limiter's acquire: the resend is a request like any other
+        # The run's stop, once it has one: after a stop the 401 stands and nothing is resent
+        # (the request was not processed; the next run sends the row).
+        self.stopped: Callable[[], bool] = lambda: False
 
     def sync_auth_flow(
         self, request: httpx.Request
@@ -250,4 +253,6 @@ class BearerAuth(httpx.Auth):
             request.headers["Authorization"] = f"Bearer {value}"
             if self._pace is not None:
                 await self._pace()
+            if self.stopped():
+                return
             yield request

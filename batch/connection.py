@@ -17,6 +17,7 @@ class Connection:
     limiter: RateLimiter
     provider: TokenProvider
     environment: str  # "test" or "live"; "test" when the token does not say (the stricter)
+    auth: BearerAuth
 
 
 async def connect(
@@ -33,11 +34,6 @@ async def connect(
     await provider.token()
     environment = provider.environment or "test"
     limiter = RateLimiter(windows or default_windows(environment), clock=clock, sleep=sleep)
-    api = CommerceLayer(
-        client,
-        config.base_url,
-        auth=BearerAuth(provider, pace=limiter.acquire),
-        limiter=limiter,
-        clock=clock,
-    )
-    return Connection(api, limiter, provider, environment)
+    auth = BearerAuth(provider, pace=limiter.acquire)
+    api = CommerceLayer(client, config.base_url, auth=auth, limiter=limiter, clock=clock)
+    return Connection(api, limiter, provider, environment, auth)

@@ -358,6 +358,7 @@ async def _send_all(
     sends = HostSendLog(log_path(directory, api_host), clock=clock, wall=wall)
     limiter.seed(sends.load())
     with Shutdown(stop) as shutdown:
+        conn.auth.stopped = shutdown.stopping.is_set  # no 401 resend after a stop either
         job = RunContext(
             run_id=run_id,
             journal=journal,

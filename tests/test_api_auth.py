@@ -4,6 +4,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable
+from typing import cast
 
 import httpx
 import pytest
@@ -290,3 +291,33 @@ def test_lookup_pages_without_page_count(meta_and_links: Callable[[int], tuple])
     found = asyncio.run(api.external_payments_for(["O1"]))
     assert pages == ["1", "2"]
     assert [p.id for p in found] == ["P1", "P2"]
+
+
+@pytest.mark.parametrize("stopped", [False, True])
+def test_a_stop_forbids_the_resend_after_a_401(stopped: bool) -> None:
+    """After Ctrl-C no new POST leaves: not even the resend of a request refused with 401."""
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers["Authorization"])
+        if request.headers["Authorization"] == "Bearer old":
+            return httpx.Response(401, json={"errors": [{"code": "INVALID_TOKEN"}]})
+        return httpx.Response(201, json={"data": {"id": "P1", "type": "external_payments"}})
+
+    class Provider:
+        async def token(self) -> str:
+            return "old"
+
+        async def rejected(self, value: str) -> str:
+            return "new"
+
+    auth = BearerAuth(cast(TokenProvider, Provider()))
+    auth.stopped = lambda: stopped
+
+    async def main() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await client.post("https://demo.invalid/api/external_payments", auth=auth)
+
+    response = asyncio.run(main())
+    assert seen == (["Bearer old"] if stopped else ["Bearer old", "Bearer new"])
+    assert response.status_code == (401 if stopped else 201)
