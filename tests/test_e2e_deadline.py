@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from conftest import SandboxFactory
+from conftest import SandboxFactory, stop_quietly
 from e2e import audit, cli_env, order_ids, post_count, read_report, run_args, write_orders
 
 from batch.sandbox import SandboxServer
@@ -100,7 +100,7 @@ def test_the_api_going_away_mid_run_stops_with_exit_5_and_names_the_cause(
         started = time.monotonic()
         while post_count(server) < 5 and time.monotonic() - started < 30:
             time.sleep(0.05)
-        server.stop()  # connections are refused from now on
+        stop_quietly(server)  # connections are refused from now on
         code = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
