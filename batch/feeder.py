@@ -52,7 +52,7 @@ class Feeder:
         """Feed every row; returns once every batch is admitted and looked up (or stopped)."""
         by_number = self._input.match == "number"
         try:
-            for batch in _batches(self._input.rows(), LOOKUP_BATCH):
+            for batch in lookup_batches(self._input.rows(), LOOKUP_BATCH):
                 if self._ctx.stopping.is_set():
                     return
                 if by_number:  # the IDs come from the server: admission waits for them
@@ -243,7 +243,7 @@ class Feeder:
         ctx.work.done()
 
 
-def _batches(rows: Iterator[InputRow], size: int) -> Iterator[list[InputRow]]:
+def lookup_batches(rows: Iterator[InputRow], size: int) -> Iterator[list[InputRow]]:
     """Batches holding at most `size` valid rows (refused rows ride along for free)."""
     batch: list[InputRow] = []
     valid = 0

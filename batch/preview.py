@@ -18,6 +18,7 @@ from pathlib import Path
 from batch.api import LOOKUP_BATCH, CommerceLayer, HttpClient, open_client
 from batch.config import ApiConfig, RunOptions
 from batch.connection import connect
+from batch.feeder import lookup_batches
 from batch.inputs import open_input
 from batch.journal import Journal, Record, RowState
 from batch.policy import FLAG_CODES, VERDICTS, Finding, OrderView, finding_for
@@ -63,13 +64,8 @@ async def preview_file(
         )
         records = _known(state.path)
         with ReportWriter(path, extra_headers=input_file.carried_headers, xlsx=options.xlsx) as out:
-            batch: list[InputRow] = []
-            for row in input_file.rows():
-                batch.append(row)
-                if sum(r.problem is None for r in batch) >= LOOKUP_BATCH:
-                    await _judge(batch, records, conn.api, out)
-                    batch = []
-            await _judge(batch, records, conn.api, out)
+            for batch in lookup_batches(input_file.rows(), LOOKUP_BATCH):
+                await _judge(batch, records, conn.api, out)
             info = RunInfo(
                 run_id=run_id,
                 started_at=started,
