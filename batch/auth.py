@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import httpx
 import stamina
 
-from batch.api import unreachable_cause
+from batch.api import SENT_AT, unreachable_cause
 from batch.config import ApiConfig
 from batch.errors import ApiUnreachableError, AuthRefusedError, PaybatchError
 from batch.policy import (
@@ -226,7 +226,7 @@ class BearerAuth(httpx.Auth):
     requires_response_body = True
 
     def __init__(
-        self, provider: TokenProvider, *, pace: Callable[[], Awaitable[None]] | None = None
+        self, provider: TokenProvider, *, pace: Callable[[], Awaitable[float]] | None = None
     ) -> None:
         self._provider = provider
         self._pace = pace  # the API limiter's acquire: the resend is a request like any other
@@ -252,7 +252,7 @@ class BearerAuth(httpx.Auth):
             value = await self._provider.rejected(value)
             request.headers["Authorization"] = f"Bearer {value}"
             if self._pace is not None:
-                await self._pace()
+                request.extensions[SENT_AT] = await self._pace()
             if self.stopped():
                 return
             yield request

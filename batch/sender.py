@@ -76,19 +76,16 @@ class Sender:
         while True:
             self.held += 1
             try:
-                if ctx.limiter.paused_until() <= ctx.clock():
-                    await ctx.limiter.acquire()  # a slot now: nothing to cancel
-                else:  # a stop cancels the wait: the limiter then lets the next waiter in
-                    await ctx.until(ctx.limiter.acquire())
+                sent = await self._grant()
             finally:
                 self.held -= 1
-            if ctx.stopping.is_set() or not await self._commit_sending(row):
+            if sent is None or ctx.stopping.is_set() or not await self._commit_sending(row):
                 return  # stays pending: not_attempted
             if ctx.stopping.is_set():  # committed, but certainly not sent: back to pending
                 await self._record(row, RowState.PENDING, Answer(Outcome.NOT_SENT), attempts=0)
                 return
             started = ctx.clock()
-            answer = await ctx.api.create_external_payment(row)
+            answer = await ctx.api.create_external_payment(row, sent=sent)
             self._tuner.learn(ctx.clock() - started)
             self._reachability.observe(answer)
             rule = decide(Call.CREATE, answer.outcome)
@@ -124,6 +121,15 @@ class Sender:
                 return
             await self._record(row, rule.state, answer, attempts=1)
             await ctx.sleep(self._backoff.delay(failures, self._rng))
+
+    async def _grant(self) -> float | None:
+        """The limiter's slot for one POST (its ticket), or None when the run stops first."""
+        ctx = self._ctx
+        if ctx.limiter.paused_until() <= ctx.clock():
+            return await ctx.limiter.acquire()  # a slot now: nothing to cancel
+        # A stop cancels the wait: the limiter then lets the next waiter in.
+        grant = asyncio.ensure_future(ctx.limiter.acquire())
+        return grant.result() if await ctx.until(grant) else None
 
     def may_resend(self, order_id: str) -> bool:
         return self.sends[order_id] < self._ctx.options.max_attempts

@@ -89,13 +89,12 @@ def drive(
     async def worker() -> None:
         while left[0] > 0:
             left[0] -= 1
-            await limiter.acquire()
-            sent = clock.now
+            sent = await limiter.acquire()
             took = latency()
             sends.append(sent)
             arrivals.append(sent + one_way * took)
             await asyncio.sleep(took)
-            limiter.record_latency(took)
+            limiter.record_latency(took, sent=sent)
             limiter.on_accepted()
 
     async def main() -> None:
@@ -172,12 +171,15 @@ def serve(
     n: int,
     workers: int,
     seed: int,
+    commit: float = 0.0,
 ) -> list[float]:
     """n requests against `server`, resent after 429s; returns the times of the 429s.
 
     Like the sandbox: a request arrives 2 ms after it is sent, a 429 comes straight back,
-    an accepted request answers 40-160 ms after it is sent. Feedback in the order the API
-    client gives it: latency, headers, then the verdict.
+    an accepted request answers 40-160 ms after it is sent. Like the Sender, each grant is
+    followed by a journal write of `commit` seconds, one at a time, before the request
+    goes. Feedback in the order the API client gives it: latency, headers, then the
+    verdict, for the send the grant logged.
     """
     clock = limiter._clock
     assert isinstance(clock, VirtualClock)
@@ -185,25 +187,28 @@ def serve(
     left = [n]
     refused: list[float] = []
     before = len(server.accepted)
+    journal = asyncio.Lock()
 
     async def worker() -> None:
         while left[0] > 0:
             left[0] -= 1
             while True:
                 await asyncio.sleep(rng.uniform(0.0, 0.002))  # the worker's own work
-                await limiter.acquire()
-                sent = clock.now
+                ticket = await limiter.acquire()
+                if commit:
+                    async with journal:
+                        await asyncio.sleep(commit)
                 await asyncio.sleep(0.002)
                 accepted, retry_after, headers = server.request(clock.now)
                 if not accepted:
                     await asyncio.sleep(0.002)
-                    limiter.record_latency(clock.now - sent)
+                    limiter.record_latency(clock.now - ticket, sent=ticket)
                     limiter.observe(headers)
                     limiter.on_throttled(retry_after)
                     refused.append(clock.now)
                     continue
                 await asyncio.sleep(rng.uniform(0.04, 0.16) - 0.002)
-                limiter.record_latency(clock.now - sent)
+                limiter.record_latency(clock.now - ticket, sent=ticket)
                 limiter.observe(headers)
                 limiter.on_accepted()
                 break

@@ -9,7 +9,7 @@ from typing import cast
 import httpx
 import pytest
 
-from batch.api import CommerceLayer, payment_document
+from batch.api import Answer, CommerceLayer, payment_document
 from batch.auth import BearerAuth, TokenProvider, environment_of
 from batch.config import ApiConfig, Secret
 from batch.errors import AuthRefusedError
@@ -47,6 +47,11 @@ def make_api(handler: Handler, **provider_kw: object) -> tuple[CommerceLayer, To
     return api, provider
 
 
+async def post(api: CommerceLayer, row: InputRow) -> Answer:
+    """One POST as the Sender makes it: on a grant (a ticket) from the API's limiter."""
+    return await api.create_external_payment(row, sent=await api._limiter.acquire())
+
+
 def test_environment_from_jwt_claim() -> None:
     assert environment_of(jwt(True)) == "test"
     assert environment_of(jwt(False)) == "live"
@@ -70,7 +75,7 @@ def test_create_sends_exactly_the_seed_document() -> None:
 
     api, provider = make_api(handler)
     row = InputRow(row=2, order_id="ORDabc", payment_source_token="tok_1", reference="R-1")
-    answer = asyncio.run(api.create_external_payment(row))
+    answer = asyncio.run(post(api, row))
     assert answer.outcome is Outcome.CREATED
     assert answer.payment_id == "PAYid12345"
     (request,) = seen
@@ -133,7 +138,7 @@ def test_invalid_token_refreshes_once_for_all_workers_and_resends() -> None:
     async def main() -> list[Outcome]:
         await provider.token()
         rows = [InputRow(row=i, order_id=f"O{i}", payment_source_token="t") for i in range(8)]
-        answers = await asyncio.gather(*(api.create_external_payment(r) for r in rows))
+        answers = await asyncio.gather(*(post(api, r) for r in rows))
         return [a.outcome for a in answers]
 
     assert asyncio.run(main()) == [Outcome.CREATED] * 8
@@ -182,9 +187,7 @@ def test_html_5xx_is_unknown_and_recorded() -> None:
         return httpx.Response(503, text="<html><body><h1>Service Unavailable</h1></body></html>")
 
     api, _ = make_api(handler)
-    answer = asyncio.run(
-        api.create_external_payment(InputRow(row=2, order_id="O", payment_source_token="t"))
-    )
+    answer = asyncio.run(post(api, InputRow(row=2, order_id="O", payment_source_token="t")))
     assert answer.outcome is Outcome.UNKNOWN
     assert answer.http_status == 503
     assert answer.error_code == "HTTP_503"
@@ -205,9 +208,7 @@ def test_422_detail_names_the_pointer() -> None:
         return httpx.Response(422, json={"errors": [error]})
 
     api, _ = make_api(handler)
-    answer = asyncio.run(
-        api.create_external_payment(InputRow(row=2, order_id="O", payment_source_token="t"))
-    )
+    answer = asyncio.run(post(api, InputRow(row=2, order_id="O", payment_source_token="t")))
     assert answer.outcome is Outcome.PERMANENT
     assert answer.error_code == "VALIDATION_ERROR"
     assert answer.error_detail == (
@@ -321,3 +322,70 @@ def test_a_stop_forbids_the_resend_after_a_401(stopped: bool) -> None:
     response = asyncio.run(main())
     assert seen == (["Bearer old"] if stopped else ["Bearer old", "Bearer new"])
     assert response.status_code == (401 if stopped else 201)
+
+
+def test_the_resend_after_a_401_is_paced_and_its_answer_is_matched_to_its_own_grant() -> None:
+    """The limiter learns from an answer for the send that got it: the resend's own grant,
+    not the first request's (a wrong match cuts the wrong window after a 429)."""
+    posts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return token_response(jwt(True, len(posts)))
+        posts.append(request.headers["Authorization"])
+        if len(posts) == 1:
+            return httpx.Response(401, json={"errors": [{"code": "INVALID_TOKEN"}]})
+        return httpx.Response(201, json={"data": {"id": "P1", "type": "external_payments"}})
+
+    now = [10.0]
+
+    answered: list[float | None] = []
+
+    class Spy(RateLimiter):
+        async def acquire(self, *, lookup: bool = False) -> float:
+            now[0] += 1.0  # every grant at its own time
+            return await super().acquire(lookup=lookup)
+
+        def record_latency(self, seconds: float, *, sent: float | None = None) -> None:
+            answered.append(sent)
+            super().record_latency(seconds, sent=sent)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    provider = TokenProvider(client, CONFIG)
+    limiter = Spy([Window(100, 1.0)], clock=lambda: now[0])
+    auth = BearerAuth(provider, pace=limiter.acquire)
+    api = CommerceLayer(client, BASE, auth=auth, limiter=limiter, clock=lambda: now[0])
+    row = InputRow(row=2, order_id="O", payment_source_token="t")
+    answer = asyncio.run(post(api, row))
+    assert answer.outcome is Outcome.CREATED
+    assert len(posts) == 2
+    assert limiter.stats.acquired == 2  # the resend took its own slot
+    assert answered == [12.0]  # the resend's grant; the POST's own was 11.0
+
+
+def test_a_get_on_the_posts_path_counts_in_their_burst_window_the_orders_do_not() -> None:
+    """Whether the API's per-endpoint burst window puts GET and POST on one path together is
+    unconfirmed: the external payments lookup is held by the writes' burst window too."""
+    flags: list[bool] = []
+    paths: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return token_response("opaque")
+        paths.append(request.url.path)
+        return httpx.Response(200, json={"data": [], "meta": {"page_count": 1}})
+
+    class Spy(RateLimiter):
+        async def acquire(self, *, lookup: bool = False) -> float:
+            flags.append(lookup)
+            return await super().acquire(lookup=lookup)
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    limiter = Spy([Window(100, 1.0), Window(1000, 6.0)])
+    auth = BearerAuth(TokenProvider(client, CONFIG))
+    api = CommerceLayer(client, BASE, auth=auth, limiter=limiter)
+    asyncio.run(api.order_views(order_ids=["O1", "O2"]))
+    assert sorted(zip(paths, flags, strict=True)) == [
+        ("/api/external_payments", False),
+        ("/api/orders", True),
+    ]

@@ -189,12 +189,11 @@ def test_waiter_wakes_early_when_a_probe_is_answered() -> None:
     got: list[float] = []
 
     async def main() -> None:
-        for _ in range(PROBES):
-            await limiter.acquire()
+        probes = [await limiter.acquire() for _ in range(PROBES)]
         waiter = asyncio.ensure_future(limiter.acquire())
         await asyncio.sleep(1.0)
         assert not waiter.done()  # nothing taken yet and PROBES unanswered: it waits
-        limiter.record_latency(1.0)
+        limiter.record_latency(1.0, sent=probes[-1])
         limiter.on_accepted()  # one probe got through: the waiter goes now, not at t=10
         await waiter
         got.append(clock.now)
@@ -344,8 +343,8 @@ def test_acquire_stays_cheap_with_a_big_window() -> None:
     async def many() -> None:
         for _ in range(20_000):
             clock.now += 0.001  # 1,000 requests a second
-            await limiter.acquire()
-            limiter.record_latency(0.05)
+            sent = await limiter.acquire()
+            limiter.record_latency(0.05, sent=sent)
             limiter.on_accepted()
 
     run_virtual(clock, many)

@@ -39,8 +39,8 @@ def traffic(limiter: RateLimiter, clock: VirtualClock, times: list[float]) -> No
 
 
 def answer(limiter: RateLimiter, clock: VirtualClock, sent: float, *, refused: bool) -> None:
-    """Report the answer to the request sent at `sent`, as the API client does."""
-    limiter.record_latency(clock.now - sent)
+    """Report the answer to the request granted at `sent`, as the API client does."""
+    limiter.record_latency(clock.now - sent, sent=sent)
     if refused:
         limiter.on_throttled(None)
     else:
@@ -211,7 +211,7 @@ def test_an_unexplained_429_cuts_the_average_window_to_our_share() -> None:
 
 
 def _refuse(limiter: RateLimiter, clock: VirtualClock, sent: float, retry_after: float) -> None:
-    limiter.record_latency(clock.now - sent)
+    limiter.record_latency(clock.now - sent, sent=sent)
     limiter.on_throttled(retry_after)
 
 
@@ -279,12 +279,12 @@ def test_remaining_below_our_count_reserves_budget_for_others() -> None:
     sent_at(limiter, clock, [0.0, 0.0])
     clock.now = 1.0
     assert limiter.min_duration(8) == 0.0
-    limiter.record_latency(1.0)
+    limiter.record_latency(1.0, sent=0.0)
     limiter.observe(headers(10, 60, remaining=3))  # 7 used, 2 of them ours
     limiter.on_accepted()
     assert limiter.min_duration(3) == 0.0
     assert limiter.min_duration(4) == pytest.approx(59.0)  # our first send leaves at 60
-    limiter.record_latency(1.0)
+    limiter.record_latency(1.0, sent=0.0)
     limiter.observe(headers(10, 60, remaining=3))  # the same news again changes nothing
     assert limiter.min_duration(4) == pytest.approx(59.0)
 
@@ -294,15 +294,15 @@ def test_foreign_load_is_the_largest_seen_over_one_interval() -> None:
     limiter = RateLimiter([Window(100, 6.0)], clock=clock, margin=0.0)
     sent_at(limiter, clock, [0.0])
     clock.now = 0.1
-    limiter.record_latency(0.1)
+    limiter.record_latency(0.1, sent=0.0)
     limiter.observe(headers(100, 6, remaining=69))  # 31 used, 1 ours
     assert limiter.windows == (Window(70, 6.0),)
     clock.now = 3.0
-    limiter.record_latency(2.9)
+    limiter.record_latency(2.9, sent=0.0)
     limiter.observe(headers(100, 6, remaining=89))  # a lower reading does not lift it yet
     assert limiter.windows == (Window(70, 6.0),)
     clock.now = 6.5
-    limiter.record_latency(6.4)
+    limiter.record_latency(6.4, sent=0.0)
     limiter.observe(headers(100, 6, remaining=89))
     assert limiter.windows == (Window(90, 6.0),)
 
@@ -311,7 +311,7 @@ def test_remaining_that_matches_our_count_changes_nothing() -> None:
     clock = VirtualClock()
     limiter = RateLimiter([Window(10, 60.0)], clock=clock, margin=0.0)
     run_virtual(clock, limiter.acquire)
-    limiter.record_latency(0.0)
+    limiter.record_latency(0.0, sent=0.0)
     limiter.observe(headers(20, 60, remaining=19))
     assert limiter.min_duration(9) == 0.0
     assert limiter.min_duration(10) == pytest.approx(60.0)
@@ -323,7 +323,7 @@ def test_the_servers_window_full_with_foreign_load_is_not_learned() -> None:
     sends = [i * 0.1 for i in range(40)]
     sent_at(limiter, clock, sends)
     clock.now = 4.0
-    limiter.record_latency(clock.now - sends[-1])
+    limiter.record_latency(clock.now - sends[-1], sent=sends[-1])
     limiter.observe(headers(100, 6, remaining=0))  # 60 of the 100 are someone else's
     limiter.on_throttled(None)
     assert limiter.stats.learned == 0

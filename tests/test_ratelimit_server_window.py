@@ -19,7 +19,7 @@ def test_a_429_cuts_the_configured_window_but_not_the_servers() -> None:
     run_virtual(clock, five)
     clock.now = 0.05
     for i in range(5):
-        limiter.record_latency(clock.now - i * 0.01)
+        limiter.record_latency(clock.now - i * 0.01, sent=i * 0.01)
         limiter.observe(headers(10, 6, remaining=9 - i))
         if i < 4:
             limiter.on_accepted()

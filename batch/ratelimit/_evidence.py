@@ -46,8 +46,7 @@ RECOVER_MIN_SECONDS = 10.0
 # A 429 unexplained by our windows, with less than this share of the average window ours:
 # another tool's burst. The window is left to drain instead of being cut.
 TRANSIENT_SHARE = 0.5
-# A latency's send-time estimate lands a few microseconds after the logged send; no other
-# send can be logged in between (nothing awaits there), and clock ties are the same send.
+# Sends logged at the same instant (clock ties): which went first is unknown.
 SAME_SEND = 1e-7
 
 Blame = Literal["cut", "pad", "drain", "none"]
@@ -134,6 +133,7 @@ class Budgets:
         *,
         wide: float,
         pad_suspect: bool,
+        probe: bool = False,
         stated: float | None = None,
     ) -> Blame:
         """Learn from the 429 of the request sent at `sent`: cut a ceiling, or say what else.
@@ -141,7 +141,8 @@ class Budgets:
         "pad": a window was at its limit and none well below could have refused (only when
         `pad_suspect`); "drain": someone else's burst filled the average window; "none":
         nothing to learn. Windows `stated` seconds long are the server's advertised one, whose
-        Remaining said it had room: innocent, and never in doubt.
+        Remaining said it had room: innocent, and never in doubt. A refused `probe` blames
+        first the window it probed (above what that window had taken).
         """
         logs = [writes if b.per_endpoint else sends for b in self.items]
         counts = [
@@ -153,16 +154,28 @@ class Budgets:
             between(log, sent - b.told.seconds - wide, sent) >= b.ceiling - 1
             for b, log in zip(self.items, logs, strict=True)
         ]
-        suspects = [
-            (not at_limit, count / b.ceiling, i)
-            for i, (b, count, at_limit) in enumerate(zip(self.items, counts, full, strict=True))
-            if max(1, b.proven) <= count < b.ceiling and b.told.seconds != stated
+        # A refused probe blames the window it may have gone above what was taken in: with
+        # sends up to `wide` earlier (a burst of grants leaves in a trickle, behind the
+        # journal's writes), and those logged at the same instant, which may have gone first.
+        probed = [
+            probe
+            and b.probing
+            and between(log, sent - b.told.seconds - wide, sent + SAME_SEND) - 1 >= b.safe
+            for b, log in zip(self.items, logs, strict=True)
         ]
-        if pad_suspect and any(full) and not any(clear for clear, _, _ in suspects):
+        suspects = [
+            (probed[i], not at_limit, count / b.ceiling, i)
+            for i, (b, count, at_limit) in enumerate(zip(self.items, counts, full, strict=True))
+            if (probed[i] or max(1, b.proven) <= count < b.ceiling) and b.told.seconds != stated
+        ]
+        if pad_suspect and any(full) and not any(clear for _, clear, _, _ in suspects):
             return "pad"
         if suspects:
-            _, _, i = max(suspects)
-            self.cut(self.items[i], counts[i], now, stated=stated)
+            *_, i = max(suspects)
+            b, count = self.items[i], counts[i]
+            if probed[i]:  # its probe failed: back below it, not below what was taken
+                count = max(count, min(b.proven, b.ceiling - 1))
+            self.cut(b, count, now, stated=stated)
             return "cut"
         # Every window had room by what the server took before: foreign load.
         b, count = self.items[self._longest], counts[self._longest]

@@ -82,9 +82,10 @@ def _number(value: str | None) -> float | None:
 class RateLimiter:
     """Sliding-window logs for every window; `acquire()` waits, FIFO, until all have room.
 
-    Feedback per response, with no await in between: `record_latency`, then `observe`,
-    then `on_throttled` or `on_accepted` (the latency tells which send was answered).
-    Any extra request (a resend after a token refresh) takes its slot with `acquire()`.
+    `acquire()` returns the send time it logged: the request's ticket. Feedback per
+    response, with no await in between: `record_latency` with that ticket (which send was
+    answered), then `observe`, then `on_throttled` or `on_accepted`. Any extra request (a
+    resend after a token refresh) takes its own slot, and ticket, with `acquire()`.
     Not thread-safe: use it from one event loop. The token endpoint is not limited here.
     """
 
@@ -107,7 +108,7 @@ class RateLimiter:
         self._server: Window | None = None  # as the headers state it
         self._foreign = ForeignLoad()
         self._sends: list[float] = []  # ours, sorted, refused ones included
-        self._writes: list[float] = []  # the same without the lookups (burst windows)
+        self._writes: list[float] = []  # the same, only the writes' endpoint (burst windows)
         self._refused: list[float] = []  # send times of our 429s, sorted
         self._probes: list[float] = []  # send times of probes not answered yet
         self._prune_at = _PRUNE_FIRST
@@ -200,12 +201,13 @@ class RateLimiter:
 
     # -- acquiring ----------------------------------------------------------------------
 
-    async def acquire(self, *, lookup: bool = False) -> None:
-        """Wait, first come first served, until a request fits every window; then log it.
+    async def acquire(self, *, lookup: bool = False) -> float:
+        """Wait, first come first served, until a request fits every window; log it, and
+        return the send time logged (give it back with the answer, to `record_latency`).
 
-        A `lookup` (a GET on the orders or external payments) counts in the shared average
-        window, not in the writes' burst window, which the API counts per endpoint.
-        Cancelling a waiter logs nothing and lets the next waiter in.
+        A `lookup` (a GET on another endpoint than the writes', the orders) counts in the
+        shared average window, not in the writes' burst window, which the API counts per
+        endpoint. Cancelling a waiter logs nothing and lets the next waiter in.
         """
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -230,6 +232,7 @@ class RateLimiter:
             self._acquired += 1
             if len(self._sends) >= self._prune_at:
                 self._prune(now)
+            return now
 
     async def _nap(self, seconds: float, changed: asyncio.Event) -> None:
         """Sleep `seconds`, or less if the limits loosen meanwhile (so we never oversleep)."""
@@ -299,16 +302,17 @@ class RateLimiter:
 
     # -- feedback -----------------------------------------------------------------------
 
-    def record_latency(self, seconds: float) -> None:
-        """Learn one send->response time; its spread sets the safety pad."""
-        self._answered = None
-        if not (seconds >= 0 and math.isfinite(seconds)):
-            return
-        self._latencies.add(seconds)
-        # The send was logged just before the latency clock started: the last one before it.
-        estimate = self._clock() - seconds
-        i = bisect_right(self._sends, estimate + SAME_SEND) - 1
-        self._answered = self._sends[i] if i >= 0 else None
+    def record_latency(self, seconds: float, *, sent: float | None = None) -> None:
+        """Learn one send->response time (its spread sets the safety pad), and which send
+        was answered: `sent` is the ticket `acquire()` returned for it.
+
+        The ticket is the only reliable link: between the grant and the request the Sender
+        writes the journal, so a burst of grants leaves in a trickle, and the answer's
+        latency no longer points at its own send.
+        """
+        self._answered = sent
+        if seconds >= 0 and math.isfinite(seconds):
+            self._latencies.add(seconds)
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Learn the server's window and the budget others use from X-Ratelimit-* headers."""
@@ -385,6 +389,7 @@ class RateLimiter:
             now,
             wide=wide,
             pad_suspect=not (probe or self._wide),
+            probe=probe,
             stated=stated,
         )
         if found == "pad":
