@@ -317,6 +317,21 @@ def test_remaining_that_matches_our_count_changes_nothing() -> None:
     assert limiter.min_duration(10) == pytest.approx(60.0)
 
 
+def test_our_own_late_arrivals_at_the_window_edge_are_not_foreign_load() -> None:
+    """The server's interval counts arrivals up to the answered request's: a burst sent
+    just before ours-minus-interval that arrived late is still in it, and it is ours."""
+    clock = VirtualClock()
+    limiter = RateLimiter([Window(100, 6.0)], clock=clock, margin=0.0)
+    limiter.record_latency(0.1)
+    limiter.record_latency(0.3)  # a spread of 0.2 s
+    sent_at(limiter, clock, [0.0] * 10 + [6.05])  # the ten arrive at 0.1, in its window
+    clock.now = 6.1
+    limiter.record_latency(0.05, sent=6.05)
+    limiter.observe(headers(100, 6, remaining=89))  # 11 used: all ours
+    limiter.on_accepted()
+    assert limiter.windows == (Window(100, 6.0),)
+
+
 def test_the_servers_window_full_with_foreign_load_is_not_learned() -> None:
     clock = VirtualClock()
     limiter = RateLimiter([Window(25, 1.0), Window(100, 6.0)], clock=clock, margin=0.0)
