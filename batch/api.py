@@ -313,8 +313,9 @@ class CommerceLayer:
     ) -> dict[str, Any] | None:
         while True:
             # Whether a GET on the POSTs' path shares their burst window is unconfirmed:
-            # it does here. The orders are another endpoint.
-            sent = await self._limiter.acquire(lookup=not path.startswith(CREATE_PATH))
+            # the limiter holds it there. The orders are another endpoint.
+            same_path = path.startswith(CREATE_PATH)
+            sent = await self._limiter.acquire(lookup=True, same_path=same_path)
             self.requests["lookup"] += 1
             response = await self._exchange(
                 "GET", path, sent=sent, params=params, headers={"Accept": JSON_API}

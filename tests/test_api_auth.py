@@ -342,9 +342,9 @@ def test_the_resend_after_a_401_is_paced_and_its_answer_is_matched_to_its_own_gr
     answered: list[float | None] = []
 
     class Spy(RateLimiter):
-        async def acquire(self, *, lookup: bool = False) -> float:
+        async def acquire(self, *, lookup: bool = False, same_path: bool = False) -> float:
             now[0] += 1.0  # every grant at its own time
-            return await super().acquire(lookup=lookup)
+            return await super().acquire(lookup=lookup, same_path=same_path)
 
         def record_latency(self, seconds: float, *, sent: float | None = None) -> None:
             answered.append(sent)
@@ -366,7 +366,7 @@ def test_the_resend_after_a_401_is_paced_and_its_answer_is_matched_to_its_own_gr
 def test_a_get_on_the_posts_path_counts_in_their_burst_window_the_orders_do_not() -> None:
     """Whether the API's per-endpoint burst window puts GET and POST on one path together is
     unconfirmed: the external payments lookup is held by the writes' burst window too."""
-    flags: list[bool] = []
+    flags: list[tuple[bool, bool]] = []
     paths: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -376,9 +376,9 @@ def test_a_get_on_the_posts_path_counts_in_their_burst_window_the_orders_do_not(
         return httpx.Response(200, json={"data": [], "meta": {"page_count": 1}})
 
     class Spy(RateLimiter):
-        async def acquire(self, *, lookup: bool = False) -> float:
-            flags.append(lookup)
-            return await super().acquire(lookup=lookup)
+        async def acquire(self, *, lookup: bool = False, same_path: bool = False) -> float:
+            flags.append((lookup, same_path))
+            return await super().acquire(lookup=lookup, same_path=same_path)
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     limiter = Spy([Window(100, 1.0), Window(1000, 6.0)])
@@ -386,6 +386,6 @@ def test_a_get_on_the_posts_path_counts_in_their_burst_window_the_orders_do_not(
     api = CommerceLayer(client, BASE, auth=auth, limiter=limiter)
     asyncio.run(api.order_views(order_ids=["O1", "O2"]))
     assert sorted(zip(paths, flags, strict=True)) == [
-        ("/api/external_payments", False),
-        ("/api/orders", True),
+        ("/api/external_payments", (True, True)),
+        ("/api/orders", (True, False)),
     ]

@@ -378,3 +378,26 @@ def test_lookups_share_the_average_window_but_not_the_writes_burst_window() -> N
     assert writes == [0.0] * 5
     assert lookups == [0.0] * 3
     assert last >= 6.0
+
+
+def test_a_lookup_on_the_writes_path_is_held_by_their_burst_window_but_proves_nothing() -> None:
+    """Whether the API counts a GET on the POSTs' path in their burst window is unconfirmed:
+    the limiter holds it there (the stricter reading), and learns from the POSTs alone what
+    that window takes (the reading that holds either way)."""
+    clock = VirtualClock()
+    limiter = RateLimiter((Window(3, 1.0), Window(100, 6.0)), clock=clock, margin=0.0)
+
+    async def main() -> tuple[float, float]:
+        for _ in range(2):
+            await limiter.acquire()
+        same = await limiter.acquire(lookup=True, same_path=True)
+        limiter.record_latency(0.0, sent=same)
+        limiter.on_accepted()
+        other = asyncio.ensure_future(limiter.acquire(lookup=True))
+        held = asyncio.ensure_future(limiter.acquire(lookup=True, same_path=True))
+        return await other, await held
+
+    other, held = run_virtual(clock, main)
+    assert other == 0.0  # the orders lookup goes at once
+    assert held == pytest.approx(1.0)  # three on the writes' path: the window is full
+    assert limiter._budgets.items[0].proven == 2  # the two POSTs, not the GET

@@ -113,14 +113,17 @@ class Budgets:
     def prove(
         self,
         sends: Sequence[float],
-        writes: Sequence[float],
+        posts: Sequence[float],
         refused: Sequence[float],
         sent: float,
     ) -> None:
-        """The request sent at `sent` was taken: so was everything (not refused) before it."""
+        """The request sent at `sent` was taken: so was everything (not refused) before it.
+
+        A burst window counts only the `posts`: what surely shares the writes' endpoint.
+        """
         for b in self.items:
             low, high = sent - b.told.seconds, sent + SAME_SEND
-            log = writes if b.per_endpoint else sends
+            log = posts if b.per_endpoint else sends
             taken = inside(log, low, high) - inside(refused, low, high)
             b.proven = max(b.proven, min(taken, b.ceiling))
 
@@ -173,8 +176,8 @@ class Budgets:
         if suspects:
             *_, i = max(suspects)
             b, count = self.items[i], counts[i]
-            if probed[i]:  # its probe failed: back below it, not below what was taken
-                count = max(count, min(b.proven, b.ceiling - 1))
+            if probed[i]:  # its probe failed: back to what was taken, below the ceiling
+                count = min(b.ceiling - 1, max(b.proven, count if count < b.ceiling else 1))
             self.cut(b, count, now, stated=stated)
             return "cut"
         # Every window had room by what the server took before: foreign load.

@@ -109,6 +109,9 @@ class RateLimiter:
         self._foreign = ForeignLoad()
         self._sends: list[float] = []  # ours, sorted, refused ones included
         self._writes: list[float] = []  # the same, only the writes' endpoint (burst windows)
+        # The same without the GETs on the writes' path: whether the API counts those in the
+        # writes' burst window is unconfirmed, so they are held by it but prove nothing.
+        self._posts: list[float] = []
         self._refused: list[float] = []  # send times of our 429s, sorted
         self._probes: list[float] = []  # send times of probes not answered yet
         self._prune_at = _PRUNE_FIRST
@@ -117,6 +120,7 @@ class RateLimiter:
         self._answered: float | None = None  # send time of the response being reported
         self._seen_at = -math.inf  # the last Remaining we read
         self._reacted_at = -math.inf  # when a 429 last changed what we send
+        self._blamed = math.inf  # the send time of the 429 learned from then
         self._resume_at = -math.inf
         self._acquired = 0
         self._throttled = 0
@@ -201,13 +205,14 @@ class RateLimiter:
 
     # -- acquiring ----------------------------------------------------------------------
 
-    async def acquire(self, *, lookup: bool = False) -> float:
+    async def acquire(self, *, lookup: bool = False, same_path: bool = False) -> float:
         """Wait, first come first served, until a request fits every window; log it, and
         return the send time logged (give it back with the answer, to `record_latency`).
 
-        A `lookup` (a GET on another endpoint than the writes', the orders) counts in the
-        shared average window, not in the writes' burst window, which the API counts per
-        endpoint. Cancelling a waiter logs nothing and lets the next waiter in.
+        A `lookup` counts in the shared average window, not in the writes' burst window,
+        which the API counts per endpoint; unless it is on the writes' path (`same_path`,
+        the external payments): then it is held by their burst window too, since the API
+        may count it there. Cancelling a waiter logs nothing and lets the next waiter in.
         """
         if self._lock is None:
             self._lock = asyncio.Lock()
@@ -217,7 +222,8 @@ class RateLimiter:
                 assert self._changed is not None
                 self._changed.clear()
                 now = self._clock()
-                at = max(self._resume_at, earliest(self._rules(now, lookup=lookup), now))
+                held = lookup and not same_path
+                at = max(self._resume_at, earliest(self._rules(now, lookup=held), now))
                 if at <= now + _EARLY_OK:
                     if not (self._is_probe(now) and self._probes_full(now)):
                         break
@@ -227,8 +233,10 @@ class RateLimiter:
                 self._probes.append(now)
                 self._probes_sent += 1
             self._sends.append(now)
-            if not lookup:
+            if same_path or not lookup:
                 self._writes.append(now)
+            if not lookup:
+                self._posts.append(now)
             self._acquired += 1
             if len(self._sends) >= self._prune_at:
                 self._prune(now)
@@ -260,7 +268,7 @@ class RateLimiter:
     def _prune(self, now: float) -> None:
         """Forget sends no window can see; run when the log doubled, so O(1) amortised."""
         horizon = self._horizon(now)
-        for log in (self._sends, self._writes, self._refused):
+        for log in (self._sends, self._writes, self._posts, self._refused):
             del log[: bisect_left(log, horizon)]
         self._prune_at = max(_PRUNE_FIRST, 2 * len(self._sends))
 
@@ -285,13 +293,13 @@ class RateLimiter:
         for at, refused in sends:
             if math.isfinite(at):
                 insort(self._sends, at)
-                insort(self._writes, at)  # of unknown kind: counted as writes, to be safe
+                insort(self._writes, at)  # of unknown kind: held as writes, proving none
                 if refused:
                     insort(self._refused, at)
                 else:
                     taken.append(at)
         for at in taken:  # what the server took then is evidence now (the limits are per IP)
-            self._budgets.prove(self._sends, self._writes, self._refused, at)
+            self._budgets.prove(self._sends, self._posts, self._refused, at)
         self._wake()
 
     def history(self) -> list[tuple[float, bool]]:
@@ -376,9 +384,14 @@ class RateLimiter:
         Returns when to resume if our logs cannot say it (someone else's burst), else None:
         the logs, the refused request included, hold every waiter back as long as needed.
         """
-        if sent <= self._reacted_at:
+        if sent <= self._reacted_at and sent >= self._blamed:
             return None  # sent before we reacted to this episode: already explained
-        self._reacted_at = now
+        if sent > self._reacted_at:
+            self._reacted_at = now
+        # A refusal of an earlier grant in the same episode is learned from too: requests
+        # granted together reach the server in any order, so the earliest grant refused
+        # is the one whose count is nearest the limit.
+        self._blamed = sent
         server = self._server_window(now)
         stated = None
         if server is not None:
@@ -422,6 +435,6 @@ class RateLimiter:
         sent, self._answered = self._answered, None
         if sent is None:
             return
-        self._budgets.prove(self._sends, self._writes, self._refused, sent)
+        self._budgets.prove(self._sends, self._posts, self._refused, sent)
         if self._resolve_probe(sent):
             self._wake()
