@@ -28,6 +28,9 @@ async def create_payment(request: web.Request) -> web.Response:
     sandbox = sandbox_of(request)
     faults = sandbox.faults
     if faults.roll(faults.faults.p_drop_before):
+        # Read first: aborting with the body unread in the socket resets the connection
+        # (ECONNRESET) or closes it (FIN) depending on timing; read, it is always a close.
+        await request.read()
         _abort(request)
     server_error = faults.server_error()
     if server_error is not None:
