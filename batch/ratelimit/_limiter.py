@@ -146,6 +146,11 @@ class RateLimiter:
         return tuple(found)
 
     @property
+    def _widest_pad(self) -> float:
+        """The pad if half the spread is not enough: how far an arrival may trail its send."""
+        return self._margin + self._latencies.spread
+
+    @property
     def pad(self) -> float:
         """Seconds added to every window's length: margin plus the arrival-time spread."""
         spread = self._latencies.spread
@@ -262,7 +267,7 @@ class RateLimiter:
         longest = max(b.told.seconds for b in self._budgets.items)
         if self._server is not None:
             longest = max(longest, self._server.seconds)
-        wide = self._margin + self._latencies.spread
+        wide = self._widest_pad
         return now - (longest + wide + self._latencies.longest + 1.0)
 
     def _prune(self, now: float) -> None:
@@ -345,7 +350,7 @@ class RateLimiter:
         # to the widest jitter before ours-minus-interval may still be in it. Counted as
         # ours, they never pass for foreign load (a few such ones made a run told the true
         # limits slow itself down by 4%).
-        low = sent - interval - (self._margin + self._latencies.spread)
+        low = sent - interval - self._widest_pad
         ours = inside(self._sends, low, sent + SAME_SEND)
         ours -= inside(self._refused, low, sent + SAME_SEND)
         self._foreign.note(self._clock(), used, ours)
@@ -399,7 +404,7 @@ class RateLimiter:
             if ours >= server.limit - 1:
                 return None  # the average window, foreign load included, was full
             stated = server.seconds
-        wide = self._margin + self._latencies.spread
+        wide = self._widest_pad
         found = self._budgets.blame(
             self._sends,
             self._writes,
