@@ -96,9 +96,17 @@ HttpClient = httpx.AsyncClient  # what the runner is handed, without importing h
 
 
 class LookupFailedError(PaybatchError):
-    """A lookup could not be completed; the rows it was for stay unknown."""
+    """A lookup could not be completed; the rows it was for stay unknown.
+
+    `unreached` names how the last attempt failed to reach the API ("connection refused",
+    "DNS", ...) when it never left this machine, else it is None.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, *, unreached: str | None = None) -> None:
+        super().__init__(message)
+        self.unreached = unreached
 
 
 def open_client(*, timeout: float, concurrency: int) -> httpx.AsyncClient:
@@ -305,7 +313,10 @@ class CommerceLayer:
                 with attempt:
                     return await self._get_once(path, params, missing_ok=missing_ok)
         except BackOff as exc:
-            raise LookupFailedError(f"lookup failed {LOOKUP_ATTEMPTS} times; last: {exc}") from None
+            unreached = None if exc.unreached is None else unreachable_cause(exc.unreached)
+            raise LookupFailedError(
+                f"lookup failed {LOOKUP_ATTEMPTS} times; last: {exc}", unreached=unreached
+            ) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _get_once(
@@ -321,9 +332,14 @@ class CommerceLayer:
                 "GET", path, sent=sent, params=params, headers={"Accept": JSON_API}
             )
             if isinstance(response, Exception):
-                if decide(Call.LOOKUP, outcome_of_error(response)).action is Action.FINAL:
+                outcome = outcome_of_error(response)
+                if decide(Call.LOOKUP, outcome).action is Action.FINAL:
                     raise LookupFailedError(f"lookup cannot be sent: {_transport_detail(response)}")
-                raise BackOff(Call.LOOKUP, _transport_detail(response))
+                sent = outcome is not Outcome.NOT_SENT
+                never_left = None if sent else response
+                if not isinstance(never_left, httpx.TransportError):
+                    never_left = None
+                raise BackOff(Call.LOOKUP, _transport_detail(response), unreached=never_left)
             if response.status_code == 404 and missing_ok:
                 return None
             doc = _json(response)

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 from batch.api import LOOKUP_BATCH, LookupFailedError
+from batch.errors import ApiUnreachableError
 from batch.inputs import InputFile
 from batch.journal import Journal, Plan, Record, Resolution, RowState
 from batch.policy import VERDICTS, Finding, OrderView, finding_for, payment_of
@@ -119,6 +120,7 @@ class Feeder:
                 views = await ctx.api.order_views(numbers=numbers) if numbers else {}
             except LookupFailedError as exc:
                 log.error("order numbers not looked up, %d rows not sent: %s", len(numbers), exc)
+                self._stop_if_unreachable(exc)
                 for row in batch:
                     ctx.advance(str(row.status_if_refused or RowStatus.NOT_ATTEMPTED))
                 return
@@ -190,6 +192,7 @@ class Feeder:
                 self.preflight_batches += 1
             except LookupFailedError as exc:
                 log.error("preflight failed, %d rows not sent: %s", len(rows), exc)
+                self._stop_if_unreachable(exc)
                 for _ in rows:
                     ctx.advance(RowStatus.NOT_ATTEMPTED)
                     ctx.work.done()
@@ -202,6 +205,17 @@ class Feeder:
             ctx.failed("preflight", exc)
         finally:
             self._ahead.release()
+
+    def _stop_if_unreachable(self, exc: LookupFailedError) -> None:
+        """A lookup retried until it gave up without once reaching the API stops the run
+        (exit 5), as the Sender's unreached POSTs do: the rows wait for the next run."""
+        if exc.unreached is not None:
+            self._ctx.stop(
+                ApiUnreachableError(
+                    f"the API could not be reached ({exc.unreached}): {exc}; stopped",
+                    cause=exc.unreached,
+                )
+            )
 
     def _checked(self, delta: int) -> None:
         self._checking += delta
