@@ -8,8 +8,9 @@ from typing import cast
 
 import httpx
 import pytest
+import stamina
 
-from batch.api import Answer, CommerceLayer, payment_document
+from batch.api import Answer, CommerceLayer, LookupFailedError, payment_document
 from batch.auth import BearerAuth, TokenProvider, environment_of
 from batch.config import ApiConfig, Secret
 from batch.errors import AuthRefusedError
@@ -389,3 +390,31 @@ def test_a_get_on_the_posts_path_counts_in_their_burst_window_the_orders_do_not(
         ("/api/external_payments", (True, True)),
         ("/api/orders", (True, False)),
     ]
+
+
+@pytest.mark.parametrize(
+    ("error", "unreached"),
+    [
+        (httpx.ConnectError("All connection attempts failed"), "connection failed"),
+        (httpx.ReadError("reset after sending"), None),
+    ],
+)
+def test_a_lookup_that_never_reached_the_api_says_so(
+    error: httpx.TransportError, unreached: str | None
+) -> None:
+    """The Feeder stops the run with exit 5 on a lookup that gave up without once reaching
+    the API; one that reached it (and lost the answer) is an ordinary failure."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/oauth/token":
+            return token_response("opaque")
+        raise error
+
+    api, _ = make_api(handler)
+    stamina.set_testing(True)  # no waiting between the attempts
+    try:
+        with pytest.raises(LookupFailedError) as caught:
+            asyncio.run(api.order_views(order_ids=["O1"]))
+    finally:
+        stamina.set_testing(False)
+    assert caught.value.unreached == unreached
